@@ -1,0 +1,1 @@
+"""Hourglass Tokenizer (HoT) for video pose transformers."""
