@@ -1,0 +1,141 @@
+"""Frame selectors for token pruning: DPC-kNN (the paper's), uniform and random.
+
+Every selector maps per-frame features ``(b, t, c)`` and a count ``f`` to frame indices ``(b, f)``,
+sorted in time, unique and in range. Selection never carries gradients.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Union
+
+import torch
+
+Selector = Callable[..., torch.Tensor]
+
+__all__ = ["dpc_knn", "uniform", "DpcKnnSelector", "RandomSelector", "resolve_selector", "SELECTORS"]
+
+
+def _candidates_mask(b: int, t: int, exclude: Optional[int], device: torch.device) -> torch.Tensor:
+    keep = torch.ones(b, t, dtype=torch.bool, device=device)
+    if exclude is not None:
+        keep[:, exclude] = False
+    return keep
+
+
+def _top_scores(score: torch.Tensor, f: int) -> torch.Tensor:
+    # A stable descending sort makes equal scores resolve to the earlier frame, so the result
+    # never depends on topk's unspecified order among ties.
+    order = torch.sort(score, dim=-1, descending=True, stable=True).indices[:, :f]
+    return torch.sort(order, dim=-1).values
+
+
+def dpc_knn(features: torch.Tensor, f: int, *, k: int = 2, exclude: Optional[int] = None) -> torch.Tensor:
+    """Density-peaks clustering with k nearest neighbours; returns the ``f`` cluster centres.
+
+    With ``dist = ||x_i - x_j|| / sqrt(c)``, the density is ``rho_i = exp(-mean_{k-NN} dist^2)``
+    (the k nearest include the frame itself), ``delta_i`` is the distance to the nearest denser
+    frame (the largest distance in the sample for the densest one), and the centres are the ``f``
+    largest ``rho * delta``.
+
+    Ties are broken deterministically instead of with random noise: of two frames with equal
+    density the earlier one counts as denser, and of equal scores the earlier frame wins. With
+    ``k=2`` mutual nearest neighbours always tie, so this matters in practice.
+
+    Args:
+        features: ``(b, t, c)`` per-frame features; computed in float32 whatever their dtype.
+        f: number of centres, ``1 <= f <= t`` (``t - 1`` when ``exclude`` is given).
+        k: neighbours in the density estimate, self included.
+        exclude: a frame that may not be chosen (the caller adds it back, e.g. the centre frame).
+
+    Returns:
+        ``(b, f)`` int64 indices, ascending along the last dimension.
+    """
+    if features.dim() != 3:
+        raise ValueError(f"dpc_knn expects features of shape (batch, frames, channels), got {tuple(features.shape)}")
+    b, t, c = features.shape
+    available = t - (exclude is not None)
+    if not 1 <= f <= available:
+        raise ValueError(f"dpc_knn cannot pick {f} of {available} selectable frames")
+    if not 1 <= k <= t:
+        raise ValueError(f"dpc_knn needs 1 <= k <= frames ({t}), got k={k}")
+    with torch.no_grad():
+        x = features.detach().float()
+        # The matrix-product path of cdist leaves self-distances around 1e-3, which swamps k=2 densities.
+        dist = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist") / math.sqrt(c)
+        nearest = torch.topk(dist, k=k, dim=-1, largest=False).values
+        density = torch.exp(-(nearest**2).mean(dim=-1))
+        frame = torch.arange(t, device=x.device)
+        earlier = frame[None, :] < frame[:, None]  # [i, j]: j comes before i
+        denser = (density[:, None, :] > density[:, :, None]) | (
+            (density[:, None, :] == density[:, :, None]) & earlier
+        )
+        dist_max = dist.flatten(1).max(dim=-1).values[:, None, None]
+        delta = torch.where(denser, dist, dist_max).min(dim=-1).values
+        score = density * delta
+        keep = _candidates_mask(b, t, exclude, x.device)
+        score = score.masked_fill(~keep, -math.inf)
+        return _top_scores(score, f)
+
+
+def uniform(features: torch.Tensor, f: int, *, exclude: Optional[int] = None) -> torch.Tensor:
+    """Evenly spaced frames (the paper's uniform-sampling ablation); ignores the feature values."""
+    b, t = features.shape[:2]
+    candidates = torch.arange(t, device=features.device)
+    if exclude is not None:
+        candidates = candidates[candidates != exclude]
+    if not 1 <= f <= candidates.numel():
+        raise ValueError(f"uniform cannot pick {f} of {candidates.numel()} selectable frames")
+    positions = torch.linspace(0, candidates.numel() - 1, f, device=features.device).round().long()
+    return candidates[positions].unsqueeze(0).expand(b, f).clone()
+
+
+class DpcKnnSelector:
+    """:func:`dpc_knn` with a fixed ``k``, as a picklable callable."""
+
+    def __init__(self, k: int = 2) -> None:
+        self.k = k
+
+    def __call__(self, features: torch.Tensor, f: int, *, exclude: Optional[int] = None) -> torch.Tensor:
+        return dpc_knn(features, f, k=self.k, exclude=exclude)
+
+    def __repr__(self) -> str:
+        return f"DpcKnnSelector(k={self.k})"
+
+
+class RandomSelector:
+    """Random frames per sample (the paper's random-sampling ablation).
+
+    Uses a private ``torch.Generator`` so the user's global random stream is never advanced.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, features: torch.Tensor, f: int, *, exclude: Optional[int] = None) -> torch.Tensor:
+        b, t = features.shape[:2]
+        score = torch.rand(b, t, generator=self.generator).to(features.device)
+        keep = _candidates_mask(b, t, exclude, features.device)
+        if not 1 <= f <= int(keep[0].sum()):
+            raise ValueError(f"random cannot pick {f} of {int(keep[0].sum())} selectable frames")
+        return _top_scores(score.masked_fill(~keep, -1.0), f)
+
+    def __repr__(self) -> str:
+        return f"RandomSelector(seed={self.seed})"
+
+
+SELECTORS = ("dpc_knn", "uniform", "random")
+
+
+def resolve_selector(selector: Union[str, Selector], *, k: int = 2, seed: int = 0) -> Selector:
+    """Turn a selector name into a callable; callables pass through unchanged."""
+    if callable(selector):
+        return selector
+    if selector == "dpc_knn":
+        return DpcKnnSelector(k)
+    if selector == "uniform":
+        return uniform
+    if selector == "random":
+        return RandomSelector(seed)
+    raise ValueError(f"unknown selector {selector!r}: expected one of {SELECTORS} or a callable "
+                     "(frame_features (b, t, c), f) -> indices (b, f)")
