@@ -53,7 +53,7 @@ def dpc_knn(features: torch.Tensor, f: int, *, k: int = 2, exclude: Optional[int
     if features.dim() != 3:
         raise ValueError(f"dpc_knn expects features of shape (batch, frames, channels), got {tuple(features.shape)}")
     b, t, c = features.shape
-    available = t - (exclude is not None)
+    available = t - (1 if exclude is not None else 0)
     if not 1 <= f <= available:
         raise ValueError(f"dpc_knn cannot pick {f} of {available} selectable frames")
     if not 1 <= k <= t:

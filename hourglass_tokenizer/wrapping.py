@@ -422,8 +422,11 @@ class HotState:
         if not isinstance(prune_block, int) or not 1 <= prune_block <= self.depth - 1:
             raise ValueError(f"prune_block must be an int in 1..{self.depth - 1} (the block lists "
                              f"{list(self._plan.lists)} have depth {self.depth}), got {prune_block!r}")
-        if not isinstance(tokens, int) or not 1 <= tokens < self.frames:
-            raise ValueError(f"tokens must be an int with 1 <= tokens < frames ({self.frames}), got {tokens!r}")
+        if not isinstance(tokens, int) or not 1 <= tokens <= self.frames:
+            raise ValueError(f"tokens must be an int in 1..frames ({self.frames}), got {tokens!r}")
+        if tokens == self.frames:
+            # Allowed as the no-pruning reference point of a tokens sweep; it saves nothing.
+            logger.warning("tokens == frames (%d): HoT keeps every frame and saves no computation", tokens)
 
     def _resize_pos_embed(self) -> None:
         old = self._model.pos_embed_token
@@ -588,9 +591,6 @@ def _example_input(model: nn.Module, example_input: Optional[torch.Tensor],
         frames, joints, channels = example_input.shape[1:]
     else:
         frames, joints, channels = input_shape if input_shape is not None else _infer_input_shape(model)
-    if frames == joints:
-        raise ValueError(f"frames ({frames}) equals joints ({joints}): token layouts cannot be told apart; "
-                         "pass layouts={'<block list>': '(b t) j c', ...} and recover_before='head'")
     # Two samples (a batch size distinct from frames and joints) so every layout is unambiguous.
     batch = next(n for n in range(2, 10) if n not in (frames, joints))
     try:
@@ -622,7 +622,8 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[int] = None, tokens: O
         model: the VPT; its forward takes ``(batch, frames, joints, channels)``.
         prune_block: blocks ``0..prune_block-1`` see all frames (``1 <= prune_block < depth``).
             ``None`` (with ``tokens=None``) uses the paper's setting for a recognised architecture.
-        tokens: representative frames kept, ``1 <= tokens < frames``.
+        tokens: representative frames kept, ``1 <= tokens <= frames`` (``tokens == frames`` keeps
+            every frame: a reference point that saves nothing).
         recover: ``True`` for TRA (seq2seq). ``False`` for TPC only (seq2frame): the centre frame
             ``(T-1)//2`` is always kept, pruned frames are filled from their nearest kept frame
             before the head, and the centre frame's output is the prediction.

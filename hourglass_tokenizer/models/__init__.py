@@ -1,0 +1,69 @@
+"""Built-in video pose transformers that Hourglass Tokenizer can wrap.
+
+Each model is a plain ``nn.Module`` with checkpoint-compatible parameter
+names of its reference implementation, transformer blocks held in
+``nn.ModuleList`` s, and a ``from_config(name, **overrides)`` classmethod:
+
+==============  ===========================  =====================================
+name            class                        configs (``"paper"`` is an alias)
+==============  ===========================  =====================================
+``mixste``      :class:`MixSTE`              ``h36m-243`` (paper), ``small``
+``motionbert``  :class:`DSTformer`           ``h36m-243``, ``hot-243`` (paper),
+                                             ``small``
+``poseformer``  :class:`PoseFormer`          ``h36m-81`` (paper), ``small``
+==============  ===========================  =====================================
+
+Example:
+    >>> from hourglass_tokenizer.models import build_model
+    >>> model = build_model("mixste", "small")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .mixste import MixSTE
+from .motionbert import DSTformer, MotionBERT
+from .poseformer import PoseFormer
+
+__all__ = ["MixSTE", "DSTformer", "MotionBERT", "PoseFormer", "build_model", "available_models"]
+
+_MODELS: dict[str, type[nn.Module]] = {
+    "mixste": MixSTE,
+    "motionbert": DSTformer,
+    "poseformer": PoseFormer,
+}
+# Accepted by build_model but not listed by available_models (same model twice).
+_NAME_ALIASES: dict[str, str] = {"dstformer": "motionbert"}
+
+
+def available_models() -> dict[str, list[str]]:
+    """Model names accepted by :func:`build_model`, each with its configuration names.
+
+    The alias ``"paper"`` (each model's main paper configuration) is accepted
+    too but not listed, so iterating over the result builds every model once.
+    """
+    return {name: list(cls.configs) for name, cls in _MODELS.items()}  # type: ignore[attr-defined]
+
+
+def build_model(name: str, config: str = "paper", **overrides: Any) -> nn.Module:
+    """Build a built-in model by name and configuration.
+
+    Args:
+        name: ``"mixste"``, ``"motionbert"`` (or ``"dstformer"``) or ``"poseformer"``;
+            case-insensitive.
+        config: A configuration name from :func:`available_models`, or ``"paper"``.
+        **overrides: Constructor arguments replacing the configuration's values,
+            e.g. ``num_frames=81`` for MixSTE or ``maxlen=81`` for MotionBERT.
+
+    Raises:
+        ValueError: Unknown model name or configuration (the message lists the valid ones).
+    """
+    key = name.lower()
+    key = _NAME_ALIASES.get(key, key)
+    if key not in _MODELS:
+        valid = ", ".join(f"{n} ({', '.join(c)})" for n, c in available_models().items())
+        raise ValueError(f"unknown model {name!r}; valid models (configs): {valid}")
+    return _MODELS[key].from_config(config, **overrides)  # type: ignore[attr-defined]
