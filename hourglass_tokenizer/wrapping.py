@@ -116,10 +116,13 @@ def _infer_input_shape(model: nn.Module) -> Tuple[int, int, int]:
     channels = attribute("in_chans", "dim_in", "in_channels")
     for name, p in model.named_parameters():
         lowered = name.lower()
-        if frames is None and "temp" in lowered and p.dim() in (3, 4) and p.shape[0] == 1:
+        if p.dim() not in (3, 4) or p.shape[0] != 1:
+            continue
+        # Position embeddings give the sizes away: (1, T, c) / (1, T, 1, c) per frame, (1, J, c) per joint.
+        if frames is None and any(word in lowered for word in ("temp", "frame", "time")):
             frames = p.shape[1]
-        if joints is None and ("spatial_pos" in lowered or lowered.split(".")[-1] == "pos_embed") \
-                and p.dim() == 3 and p.shape[0] == 1:
+        elif joints is None and p.dim() == 3 and (
+                any(word in lowered for word in ("spatial", "joint")) or lowered.split(".")[-1] == "pos_embed"):
             joints = p.shape[1]
     if channels is None:
         first_linear = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
@@ -591,8 +594,9 @@ def _example_input(model: nn.Module, example_input: Optional[torch.Tensor],
         frames, joints, channels = example_input.shape[1:]
     else:
         frames, joints, channels = input_shape if input_shape is not None else _infer_input_shape(model)
-    # Two samples (a batch size distinct from frames and joints) so every layout is unambiguous.
-    batch = next(n for n in range(2, 10) if n not in (frames, joints))
+    # One sample keeps the probe as cheap as a single inference; with b = 1 the known layouts still
+    # give distinct shapes as long as frames != joints (checked per module when they are equal).
+    batch = 1
     try:
         param = next(model.parameters())
         device, dtype = param.device, param.dtype
