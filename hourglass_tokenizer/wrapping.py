@@ -338,8 +338,8 @@ class HotState:
                  selector: Union[str, Selector], k: int, seed: int, check_inputs: bool) -> None:
         self._model = model
         self._plan = plan
-        self.recover = recover
-        self.k = k
+        self._recover = recover
+        self._k = k
         self.seed = seed
         self.check_inputs = check_inputs
         self._selector_spec = selector
@@ -406,6 +406,25 @@ class HotState:
         self._prune_block = value
         self._resize_pos_embed()
         self.install()
+
+    @property
+    def recover(self) -> bool:
+        """Whether TRA restores all frames (seq2seq); fixed at wrapping time."""
+        return self._recover
+
+    @recover.setter
+    def recover(self, value: bool) -> None:
+        raise AttributeError(f"recover is fixed when wrapping; call wrap_with_hot(model, ..., recover={value})")
+
+    @property
+    def k(self) -> int:
+        """Neighbours in DPC-kNN's density estimate."""
+        return self._k
+
+    @k.setter
+    def k(self, value: int) -> None:
+        self._select = resolve_selector(self._selector_spec, k=value, seed=self.seed)
+        self._k = value
 
     @property
     def selector(self) -> Union[str, Selector]:

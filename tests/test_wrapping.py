@@ -422,3 +422,13 @@ def test_state_object_is_not_a_submodule():
     assert isinstance(model.hot, HotState)
     assert "hot" not in dict(model.named_children())
     assert "HotState(prune_block=2, tokens=9" in repr(model.hot)
+
+
+def test_k_and_recover_settings():
+    model, x, kwargs = build("mixste")
+    wrap_with_hot(model, **kwargs)
+    model.hot.k = 4
+    model(x)
+    assert model.hot.k == 4 and "k=4" in repr(model.hot._select)
+    with pytest.raises(AttributeError, match="recover=False"):
+        model.hot.recover = False
