@@ -58,3 +58,30 @@ def _import_timm():
 def test_timm_vision_transformer_blocks():
     vit = _import_timm()
     check_wrappable(SequentialVPT(lambda dim: vit.Block(dim, num_heads=4)))
+
+
+@pytest.mark.parametrize("name", ["mixste", "motionbert", "poseformer"])
+def test_zoo_models_satisfy_the_wrapper_contract(name):
+    from hourglass_tokenizer.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, "small").eval()
+    x = torch.cumsum(torch.randn(2, model.num_frames, model.num_joints, model.in_chans), dim=1)
+    seq2frame = name == "poseformer"
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        before = model(x)
+    wrap_with_hot(model, prune_block=1, tokens=model.num_frames // 3, recover=not seq2frame)
+    result = model.load_state_dict(original, strict=False)
+    assert result.unexpected_keys == []
+    assert {k.split(".")[0] for k in result.missing_keys} == (
+        {"pos_embed_token"} if seq2frame else {"pos_embed_token", "x_token", "cross_attention"})
+    model.train()
+    out = model(x)
+    assert out.shape == before.shape
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    unwrap_hot(model)
+    with torch.no_grad():
+        assert torch.equal(model(x), before)
