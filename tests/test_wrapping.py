@@ -432,3 +432,13 @@ def test_k_and_recover_settings():
     assert model.hot.k == 4 and "k=4" in repr(model.hot._select)
     with pytest.raises(AttributeError, match="recover=False"):
         model.hot.recover = False
+
+
+def test_torch_export_keeps_the_selection_dynamic():
+    model, x, kwargs = build("mixste")
+    wrap_with_hot(model, **kwargs)
+    exported = torch.export.export(model, (x,), strict=False).module()
+    other = structured_input(3, 2, seed=8)
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), model(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(exported(other), model(other), atol=1e-5, rtol=1e-5)
