@@ -85,3 +85,17 @@ def test_zoo_models_satisfy_the_wrapper_contract(name):
     unwrap_hot(model)
     with torch.no_grad():
         assert torch.equal(model(x), before)
+
+
+@pytest.mark.parametrize("name, overrides, expected", [
+    ("mixste", dict(embed_dim=16, num_heads=2, mlp_hidden_dim=32), (3, 81)),
+    ("motionbert", dict(dim_feat=16, dim_rep=16, num_heads=2), (1, 81)),
+])
+def test_zoo_paper_configs_get_the_paper_presets(name, overrides, expected):
+    from hourglass_tokenizer.models import build_model
+
+    model = build_model(name, "paper", **overrides)  # paper depth and frame count, narrow for speed
+    renamed = type("UserRenamed" + type(model).__name__, (type(model),), {})
+    model.__class__ = renamed
+    wrap_with_hot(model)
+    assert (model.hot.prune_block, model.hot.tokens) == expected
