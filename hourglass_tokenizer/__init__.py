@@ -4,7 +4,7 @@
     model = wrap_with_hot(model, prune_block=3, tokens=81)
 """
 from .clustering import dpc_knn
-from .wrapping import HotState, is_hot, load_official_hot, unwrap_hot, wrap_with_hot
+from .wrapping import HotState, hot_parameters, is_hot, load_official_hot, unwrap_hot, wrap_with_hot
 
 __version__ = "0.1.0"
 
@@ -12,6 +12,7 @@ __all__ = [
     "wrap_with_hot",
     "unwrap_hot",
     "is_hot",
+    "hot_parameters",
     "load_official_hot",
     "HotState",
     "dpc_knn",

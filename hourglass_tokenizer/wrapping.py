@@ -33,7 +33,7 @@ from .layouts import TokenLayout, match_layouts, parse_layouts
 from .presets import paper_setting, recognise_family
 from .recovery import CrossAttention, nearest_kept_frames, recover_frames
 
-__all__ = ["wrap_with_hot", "unwrap_hot", "is_hot", "load_official_hot", "HotState", "HOT_PARAMETERS"]
+__all__ = ["wrap_with_hot", "unwrap_hot", "is_hot", "hot_parameters", "load_official_hot", "HotState", "HOT_PARAMETERS"]
 
 logger = logging.getLogger("hourglass_tokenizer")
 
@@ -701,6 +701,17 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[int] = None, tokens: O
         kept = {k: v for k, v in previous.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(kept, strict=False)
     return model
+
+
+def hot_parameters(model: nn.Module) -> List[nn.Parameter]:
+    """The parameters :func:`wrap_with_hot` added (``pos_embed_token``, ``x_token``, TRA's).
+
+    Useful for a separate learning rate when fine-tuning a pretrained VPT: these start from
+    zeros (or a fresh initialisation) while the rest of the model is already trained.
+    """
+    if not is_hot(model):
+        raise ValueError("hot_parameters: the model is not wrapped with HoT")
+    return [p for name, p in model.named_parameters() if name.split(".")[0] in HOT_PARAMETERS]
 
 
 def unwrap_hot(model: nn.Module) -> nn.Module:

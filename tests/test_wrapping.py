@@ -442,3 +442,15 @@ def test_torch_export_keeps_the_selection_dynamic():
     with torch.no_grad():
         torch.testing.assert_close(exported(x), model(x), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(exported(other), model(other), atol=1e-5, rtol=1e-5)
+
+
+def test_hot_parameters_are_exactly_the_added_ones():
+    from hourglass_tokenizer import hot_parameters
+
+    model, x, kwargs = build("motionbert")
+    before = {id(p) for p in model.parameters()}
+    wrap_with_hot(model, **kwargs)
+    added = {id(p) for p in model.parameters()} - before
+    assert {id(p) for p in hot_parameters(model)} == added and len(added) == 10
+    with pytest.raises(ValueError, match="not wrapped"):
+        hot_parameters(unwrap_hot(model))
