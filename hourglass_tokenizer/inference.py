@@ -1,0 +1,172 @@
+"""Whole-sequence 3D pose prediction with a fixed-length video pose transformer.
+
+``predict`` slides the model's window of ``T`` frames over a sequence of any length:
+
+* seq2seq models (output ``(b, T, J, 3)``, e.g. MixSTE, or HoT with TRA): non-overlapping windows
+  ``[0, T), [T, 2T), ...``, the last one aligned to the end of the sequence, so every frame is
+  predicted exactly once (frames the last window shares with the previous one keep the previous
+  prediction). Sequences shorter than ``T`` are edge-padded on both sides.
+* seq2frame models (output ``(b, 1, J, 3)``, e.g. PoseFormer, or a TPC-only HoT model built with
+  ``recover=False``): one window per frame, centred on it (centre index ``(T - 1) // 2``), edge-padded
+  at the clip's ends; the window's centre-frame output is the frame's prediction.
+
+Inputs are 2D keypoints in the model's coordinates (normalised screen coordinates for the built-in
+models, see :func:`hourglass_tokenizer.data.normalize_screen_coordinates`); flip test-time
+augmentation mirrors them by negating x, which assumes x is centred on the image.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.skeleton import flip_pose
+from .data.windows import centred_start, edge_padded_window
+
+__all__ = ["predict", "is_seq2frame", "detect_seq2frame", "select_prediction", "model_num_frames"]
+
+
+def model_num_frames(model: nn.Module, num_frames: Optional[int] = None) -> int:
+    """The window length ``T``: ``num_frames`` if given, else the model's ``num_frames`` attribute
+    (or ``model.hot.frames`` for a HoT model)."""
+    if num_frames is not None:
+        return int(num_frames)
+    for owner, name in ((model, "num_frames"), (getattr(model, "hot", None), "frames"),
+                        (model, "num_frame"), (model, "maxlen")):
+        value = getattr(owner, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ValueError("cannot tell the model's window length: pass num_frames=")
+
+
+def _hot_without_recovery(model: nn.Module) -> bool:
+    hot = getattr(model, "hot", None)
+    return hot is not None and getattr(hot, "recover", True) is False
+
+
+def is_seq2frame(model: nn.Module, output: Optional[torch.Tensor] = None) -> bool:
+    """Whether ``model`` predicts only the centre frame of its window.
+
+    True for a HoT model wrapped with ``recover=False`` (TPC only), or when ``output`` (a forward
+    output of shape ``(b, T_out, J, C)``) has a single frame.
+    """
+    if _hot_without_recovery(model):
+        return True
+    return output is not None and output.shape[1] == 1
+
+
+def select_prediction(model: nn.Module, output: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """The frames of ``output`` that are predictions: all ``T`` frames for seq2seq models, or the
+    centre frame ``(b, 1, J, C)`` for seq2frame models (output ``T == 1``, or the centre frame
+    ``(T - 1) // 2`` of a TPC-only HoT model, whose other frames are copies of kept frames)."""
+    if output.shape[1] == 1:
+        return output
+    if _hot_without_recovery(model):
+        centre = (num_frames - 1) // 2
+        return output[:, centre:centre + 1]
+    if output.shape[1] != num_frames:
+        raise ValueError(f"model output has {output.shape[1]} frames; expected 1 or {num_frames}")
+    return output
+
+
+def _device_dtype(model: nn.Module) -> Tuple[torch.device, torch.dtype]:
+    param = next(model.parameters(), None)
+    return (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+
+
+def detect_seq2frame(model: nn.Module, num_frames: Optional[int] = None, num_joints: int = 17,
+                     in_chans: int = 2) -> bool:
+    """Whether ``model`` is seq2frame, from one forward pass on a zero window when the model itself
+    does not say so (a TPC-only HoT model does). Runs in eval mode under ``no_grad``."""
+    if _hot_without_recovery(model):
+        return True
+    t = model_num_frames(model, num_frames)
+    device, dtype = _device_dtype(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return is_seq2frame(model, model(torch.zeros(1, t, num_joints, in_chans, device=device, dtype=dtype)))
+    finally:
+        model.train(was_training)
+
+
+def _seq2seq_starts(n: int, t: int) -> list:
+    if n <= t:
+        return [-((t - n) // 2)]  # one window, the sequence in the middle, edges replicated
+    starts = list(range(0, n - t + 1, t))
+    if starts[-1] + t < n:
+        starts.append(n - t)  # the last window ends at the last frame
+    return starts
+
+
+@torch.no_grad()
+def _run(model: nn.Module, windows: np.ndarray, batch_size: int, device: torch.device, dtype: torch.dtype,
+         t: int, flip: bool) -> np.ndarray:
+    outs = []
+    for i in range(0, len(windows), batch_size):
+        x = torch.from_numpy(windows[i:i + batch_size]).to(device=device, dtype=dtype)
+        y = select_prediction(model, model(x), t)
+        if flip:
+            y_flip = select_prediction(model, model(flip_pose(x)), t)
+            y = (y + flip_pose(y_flip)) / 2
+        outs.append(y.float().cpu().numpy())
+    return np.concatenate(outs, axis=0)
+
+
+def predict(model: nn.Module, keypoints_2d: Union[np.ndarray, torch.Tensor], *, flip: bool = False,
+            batch_size: int = 64, num_frames: Optional[int] = None,
+            frames: Optional[Sequence[int]] = None, seq2frame: Optional[bool] = None) -> np.ndarray:
+    """Predict 3D poses ``(N, J, 3)`` for a 2D keypoint sequence ``(N, J, 2)`` of any length ``N``.
+
+    Args:
+        model: a video pose transformer taking ``(b, T, J, 2)`` (HoT-wrapped or not). It is run in
+            eval mode under ``no_grad``; its training flag is restored afterwards.
+        keypoints_2d: ``(N, J, C)`` array or tensor.
+        flip: flip test-time augmentation: also predict the mirrored input and average it with the
+            prediction, mirrored back (left/right joints swapped back, x negated).
+        batch_size: windows per forward pass.
+        num_frames: window length ``T``; defaults to ``model.num_frames`` (see :func:`model_num_frames`).
+        frames: only predict these frame indices (returns ``(len(frames), J, 3)``). For seq2frame
+            models this runs only their windows, which makes evaluating on a subset of frames cheap.
+        seq2frame: whether the model is seq2frame; ``None`` detects it (:func:`detect_seq2frame`,
+            one extra forward pass). Pass it when predicting many sequences with one model.
+
+    Returns:
+        float32 numpy array ``(N, J, out)`` (or ``(len(frames), J, out)``), in the model's output units.
+    """
+    t = model_num_frames(model, num_frames)
+    kp = keypoints_2d.detach().cpu().numpy() if isinstance(keypoints_2d, torch.Tensor) else np.asarray(keypoints_2d)
+    kp = kp.astype(np.float32, copy=False)
+    if kp.ndim != 3 or len(kp) == 0:
+        raise ValueError(f"expected keypoints of shape (N, J, C) with N >= 1, got {kp.shape}")
+    n = len(kp)
+    wanted = np.arange(n) if frames is None else np.asarray(frames, dtype=np.int64)
+    if wanted.size and (wanted.min() < 0 or wanted.max() >= n):
+        raise IndexError(f"frames must lie in 0..{n - 1}")
+    device, dtype = _device_dtype(model)
+
+    was_training = model.training
+    model.eval()
+    try:
+        if seq2frame is None:
+            seq2frame = detect_seq2frame(model, t, kp.shape[1], kp.shape[2])
+        if seq2frame:
+            if not wanted.size:
+                return np.zeros((0, kp.shape[1], 3), np.float32)
+            windows = np.stack([edge_padded_window(kp, centred_start(int(c), t), t) for c in wanted])
+            return _run(model, windows, batch_size, device, dtype, t, flip)[:, 0]
+        starts = _seq2seq_starts(n, t)
+        windows = np.stack([edge_padded_window(kp, s, t) for s in starts])
+        out = _run(model, windows, batch_size, device, dtype, t, flip)
+        pred = np.empty((n,) + out.shape[2:], np.float32)
+        covered = 0  # frames [0, covered) already have a prediction
+        for s, window_out in zip(starts, out):
+            lo, hi = max(covered, s, 0), min(s + t, n)
+            pred[lo:hi] = window_out[lo - s:hi - s]
+            covered = max(covered, hi)
+        return pred[wanted]
+    finally:
+        model.train(was_training)

@@ -1,0 +1,526 @@
+"""Training and fine-tuning of video pose transformers, with or without HoT.
+
+From Python::
+
+    from hourglass_tokenizer.training import TrainConfig, train
+    history = train(model, train_set, test_set, TrainConfig(epochs=10, out_dir="runs/mixste"))
+
+From the command line (``python -m hourglass_tokenizer train --help``, or ``hot-train``)::
+
+    hot-train --model mixste --config small --frames 81 --data ../shared/data/cmu_mocap_h36m17_50fps.npz \\
+        --hot --prune-block 2 --tokens 27 --init-from runs/mixste/best.pt --out runs/hot
+
+Multi-GPU / multi-process: launch the same command with ``torchrun --nproc_per_node=N``; the loop then
+uses DistributedDataParallel with a DistributedSampler (NCCL on GPUs, gloo on CPU). Without torchrun
+it runs in a single process.
+
+The loss is MPJPE in metres on every output frame (seq2seq models), optionally plus
+``velocity_weight`` times the velocity error (MPJVE, the temporal-consistency term of MixSTE/HoT);
+seq2frame models (output of one frame, or a HoT model with ``recover=False``) are trained on the
+window's centre frame ``(T - 1) // 2``. Evaluation reports MPJPE and P-MPJPE in millimetres.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import importlib
+import importlib.util
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from .inference import detect_seq2frame, model_num_frames, predict, select_prediction
+from .metrics import MM_PER_M, mpjpe, mpjve, pose_metrics
+from .wrapping import HOT_PARAMETERS, wrap_with_hot
+
+__all__ = ["TrainConfig", "train", "evaluate", "compute_loss", "save_checkpoint", "load_checkpoint",
+           "load_pretrained", "main"]
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters and bookkeeping of :func:`train`.
+
+    Attributes:
+        epochs: passes over the training windows (each capped at ``steps_per_epoch`` steps).
+        batch_size: windows per step and process.
+        lr: AdamW learning rate of the first epoch; epoch ``e`` uses ``lr * lr_decay ** e``.
+        lr_decay: multiplicative learning-rate decay per epoch.
+        weight_decay: AdamW weight decay.
+        clip_grad: max global gradient norm (``None`` or 0: no clipping).
+        velocity_weight: weight of the velocity (MPJVE) term of the seq2seq loss; 0 turns it off.
+        steps_per_epoch: cap on optimiser steps per epoch (a random subset of windows each epoch).
+        max_steps: stop after this many steps in total (smoke tests).
+        eval_every: evaluate on the test set every this many epochs (and after the last one).
+        eval_flip: flip test-time augmentation during evaluation.
+        eval_frame_stride: evaluate every this many frames of each test sequence (1: all frames);
+            makes seq2frame evaluation, one forward pass per frame, affordable.
+        eval_batch_size: windows per forward pass in evaluation.
+        out_dir: where ``last.pt`` (every epoch) and ``best.pt`` (lowest test MPJPE) go; ``None``: no files.
+        resume: a checkpoint path, or ``"auto"`` for ``out_dir/last.pt``, to continue from.
+        seed: seeds the data order, flip augmentation and dropout of every epoch (``seed + epoch``).
+        num_workers: DataLoader workers.
+        progress: show a tqdm progress bar with the running loss.
+        verbose: print one summary line per epoch (loss, test errors, time) to stderr.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_decay: float = 0.95
+    weight_decay: float = 0.01
+    clip_grad: Optional[float] = 1.0
+    velocity_weight: float = 0.0
+    steps_per_epoch: Optional[int] = None
+    max_steps: Optional[int] = None
+    eval_every: int = 1
+    eval_flip: bool = False
+    eval_frame_stride: int = 1
+    eval_batch_size: int = 64
+    out_dir: Optional[str] = None
+    resume: Optional[str] = None
+    seed: int = 0
+    num_workers: int = 0
+    progress: bool = True
+    verbose: bool = True
+    device: str = "auto"
+
+
+# --------------------------------------------------------------------------------------------------
+# loss and evaluation
+
+
+def compute_loss(model: nn.Module, output: torch.Tensor, target: torch.Tensor,
+                 velocity_weight: float = 0.0) -> torch.Tensor:
+    """Training loss of one batch: MPJPE (input units) on the predicted frames.
+
+    ``output`` is the model's raw output for windows of ``T = target.shape[1]`` frames. seq2seq
+    outputs are compared with every target frame (plus ``velocity_weight`` x MPJVE); seq2frame
+    outputs (see :func:`hourglass_tokenizer.inference.select_prediction`) with the centre frame.
+    """
+    t = target.shape[1]
+    pred = select_prediction(model, output, t)
+    if pred.shape[1] == 1:
+        centre = (t - 1) // 2
+        return mpjpe(pred, target[:, centre:centre + 1])
+    loss = mpjpe(pred, target)
+    if velocity_weight:
+        loss = loss + velocity_weight * mpjve(pred, target)
+    return loss
+
+
+def _sequences_of(data: Any) -> List[Tuple[np.ndarray, np.ndarray]]:
+    if hasattr(data, "sequences"):
+        return list(data.sequences)
+    return [(np.asarray(a), np.asarray(b)) for a, b in data]
+
+
+def evaluate(model: nn.Module, data: Any, *, flip: bool = False, batch_size: int = 64,
+             frame_stride: int = 1, num_frames: Optional[int] = None) -> Dict[str, float]:
+    """MPJPE, P-MPJPE and N-MPJPE in mm (targets in metres) over whole test sequences.
+
+    ``data`` is a :class:`~hourglass_tokenizer.data.PoseWindowDataset` (its ``sequences`` are used,
+    not its windows, so every frame counts once) or a list of ``(2D (N, J, 2), 3D (N, J, 3))``.
+    Predictions come from :func:`hourglass_tokenizer.inference.predict`; with ``frame_stride > 1``
+    only every ``frame_stride``-th frame of each sequence is predicted and scored.
+    Errors are averaged over all scored frames. Also returns ``frames``, the number scored.
+    """
+    preds, targets = [], []
+    sequences = _sequences_of(data)
+    if not sequences:
+        raise ValueError("evaluate: no test sequences")
+    seq2frame = detect_seq2frame(model, num_frames, *np.asarray(sequences[0][0]).shape[1:])
+    for kp2d, pos3d in sequences:
+        frames = np.arange(0, len(kp2d), frame_stride)
+        preds.append(predict(model, kp2d, flip=flip, batch_size=batch_size, num_frames=num_frames, frames=frames,
+                             seq2frame=seq2frame))
+        targets.append(np.asarray(pos3d)[frames])
+    pred, target = np.concatenate(preds), np.concatenate(targets)
+    # Frames of different sequences (and strided frames) are not consecutive: no velocity error.
+    return {**pose_metrics(pred, target, scale=MM_PER_M, velocity=False), "frames": int(len(pred))}
+
+
+# --------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _hot_settings(model: nn.Module) -> Optional[Dict[str, Any]]:
+    hot = getattr(model, "hot", None)
+    if hot is None:
+        return None
+    selector = hot.selector if isinstance(hot.selector, str) else repr(hot.selector)
+    return {"prune_block": hot.prune_block, "tokens": hot.tokens, "recover": hot.recover, "selector": selector}
+
+
+def save_checkpoint(path: str, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
+                    epoch: int = -1, config: Optional[Mapping[str, Any]] = None,
+                    **extra: Any) -> None:
+    """Save ``{"model", "optimizer", "epoch", "config", "hot", **extra}`` atomically to ``path``.
+
+    ``model`` is saved unwrapped from DDP; its state dict includes the HoT parameters of a wrapped
+    model. ``hot`` records the wrapper settings (``None`` for a plain model) for information.
+    """
+    bare = _bare(model)
+    state = {"model": bare.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
+             "epoch": epoch, "config": dict(config or {}), "hot": _hot_settings(bare), **extra}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a crash mid-save leaves the previous checkpoint intact
+
+
+def load_checkpoint(path: str, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (our own files: full unpickling)."""
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def _state_dict_of(source: Union[str, Mapping[str, Any]]) -> Dict[str, torch.Tensor]:
+    state = load_checkpoint(source) if isinstance(source, (str, os.PathLike)) else source
+    for key in ("model", "model_pos", "state_dict"):
+        if key in state and isinstance(state[key], Mapping):
+            state = state[key]
+            break
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def load_pretrained(model: nn.Module, source: Union[str, Mapping[str, Any]]) -> List[str]:
+    """Load a plain (unwrapped) checkpoint into a model, typically a HoT-wrapped one, to fine-tune it.
+
+    ``source`` is a path or a state dict (bare, or nested under ``model``/``model_pos``/``state_dict``,
+    ``module.`` prefixes stripped). Loads with ``strict=False`` and checks that the only missing keys
+    are HoT's own (``pos_embed_token``, ``x_token``, ``cross_attention.*``), which keep their fresh
+    initialisation, and that nothing is unexpected. Returns the missing keys.
+
+    Raises:
+        RuntimeError: other keys are missing or unexpected (a different architecture or config).
+    """
+    result = _bare(model).load_state_dict(_state_dict_of(source), strict=False)
+    foreign = [k for k in result.missing_keys if k.split(".")[0] not in HOT_PARAMETERS]
+    if foreign or result.unexpected_keys:
+        raise RuntimeError(f"checkpoint does not match the model: missing {foreign[:10]}, unexpected "
+                           f"{list(result.unexpected_keys)[:10]} (only HoT keys {HOT_PARAMETERS} may be missing)")
+    return list(result.missing_keys)
+
+
+# --------------------------------------------------------------------------------------------------
+# the loop
+
+
+def _resolve_device(config: TrainConfig) -> torch.device:
+    if config.device != "auto":
+        return torch.device(config.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def _setup_distributed(device: torch.device) -> Tuple[int, int, bool]:
+    """(rank, world size, whether this call initialised the process group)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # launched by torchrun
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        return dist.get_rank(), dist.get_world_size(), True
+    return 0, 1, False
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
+          config: Optional[TrainConfig] = None) -> List[Dict[str, Any]]:
+    """Train ``model`` on ``train_set`` and evaluate it on ``test_set`` every ``eval_every`` epochs.
+
+    Args:
+        model: any video pose transformer, plain or HoT-wrapped, taking ``(b, T, J, 2)``.
+        train_set: a dataset of ``(2D window (T, J, 2), 3D target (T, J, 3))`` pairs, e.g.
+            :class:`~hourglass_tokenizer.data.PoseWindowDataset` (targets in metres).
+        test_set: test sequences (see :func:`evaluate`) or ``None``.
+        config: :class:`TrainConfig`.
+
+    Returns:
+        The history: one dict per epoch with ``epoch``, ``lr``, ``train_loss`` (mm), ``steps``,
+        ``seconds`` and, where evaluated, ``mpjpe`` / ``p_mpjpe`` / ``n_mpjpe`` (mm). A resumed run
+        returns the earlier epochs' entries too. With ``out_dir``, ``last.pt`` is written every epoch
+        and ``best.pt`` whenever the test MPJPE improves (or every epoch without a test set).
+        After the call the model is in eval mode with the last epoch's weights; its ``.grad`` hold
+        the last step's (all-reduced) gradients.
+    """
+    config = config or TrainConfig()
+    device = _resolve_device(config)
+    rank, world, initialised_here = _setup_distributed(device)
+    model.to(device)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    t = model_num_frames(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history: List[Dict[str, Any]] = []
+    best = math.inf
+    start_epoch = 0
+
+    resume = config.resume
+    if resume == "auto":
+        resume = os.path.join(config.out_dir, "last.pt") if config.out_dir else None
+        if not (resume and os.path.exists(resume)):
+            if rank == 0:
+                print(f"nothing to resume from ({resume or 'no out_dir'}); starting from epoch 1", file=sys.stderr)
+            resume = None
+    if resume:
+        ckpt = load_checkpoint(resume, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        if ckpt.get("optimizer"):
+            optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch = ckpt["epoch"] + 1
+        history = list(ckpt.get("history", []))
+        best = ckpt.get("best_mpjpe", math.inf)
+        if rank == 0:
+            print(f"resumed from {resume} at epoch {start_epoch}", file=sys.stderr)
+
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed,
+                                 drop_last=world > 1)
+    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
+                        num_workers=config.num_workers, drop_last=False)
+    steps_total = sum(h.get("steps", 0) for h in history)
+    show = config.progress and rank == 0
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if config.max_steps is not None and steps_total >= config.max_steps:
+                break
+            started = time.time()
+            lr = config.lr * config.lr_decay ** epoch
+            _set_lr(optimizer, lr)
+            sampler.set_epoch(epoch)
+            # Per-epoch seed: flips and dropout are reproducible and a resumed run continues identically.
+            torch.manual_seed(config.seed * 1000 + epoch + rank * 100003)
+            n_steps = len(loader) if config.steps_per_epoch is None else min(len(loader), config.steps_per_epoch)
+            if config.max_steps is not None:
+                n_steps = min(n_steps, config.max_steps - steps_total)
+            net.train()
+            loss_sum, count = 0.0, 0
+            bar = _progress(n_steps, f"epoch {epoch + 1}/{config.epochs}", show)
+            # zip stops before the loader builds a batch that would not be used.
+            for _, (x, y) in zip(range(n_steps), loader):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                loss = compute_loss(model, net(x), y, config.velocity_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.clip_grad:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+                optimizer.step()
+                loss_sum += float(loss.detach()) * len(x)
+                count += len(x)
+                steps_total += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss_mm=f"{loss_sum / count * MM_PER_M:.1f}", refresh=False)
+            if bar is not None:
+                bar.close()
+            if world > 1:  # report the loss over all processes
+                totals = torch.tensor([loss_sum, count], dtype=torch.float64, device=device)
+                dist.all_reduce(totals)
+                loss_sum, count = float(totals[0]), int(totals[1])
+            entry: Dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / max(count, 1) * MM_PER_M,
+                                     "steps": n_steps}
+            last = epoch == config.epochs - 1 or (config.max_steps is not None and steps_total >= config.max_steps)
+            evaluate_now = test_set is not None and ((epoch + 1) % config.eval_every == 0 or last)
+            if rank == 0:
+                if evaluate_now:
+                    entry.update(evaluate(model, test_set, flip=config.eval_flip, batch_size=config.eval_batch_size,
+                                          frame_stride=config.eval_frame_stride, num_frames=t))
+                entry["seconds"] = time.time() - started
+                history.append(entry)
+                improved = evaluate_now and entry["mpjpe"] < best
+                best = entry["mpjpe"] if improved else best
+                if config.out_dir:
+                    extra = {"history": history, "best_mpjpe": best}
+                    save_checkpoint(os.path.join(config.out_dir, "last.pt"), model, optimizer, epoch,
+                                    dataclasses.asdict(config), **extra)
+                    if improved or test_set is None:
+                        save_checkpoint(os.path.join(config.out_dir, "best.pt"), model, optimizer, epoch,
+                                        dataclasses.asdict(config), **extra)
+                if config.verbose:
+                    scores = (f", test MPJPE {entry['mpjpe']:.1f} mm, P-MPJPE {entry['p_mpjpe']:.1f} mm"
+                              if evaluate_now else "")
+                    print(f"epoch {epoch + 1}: train loss {entry['train_loss']:.1f} mm{scores} "
+                          f"({entry['seconds']:.0f} s)", file=sys.stderr, flush=True)
+            else:
+                history.append(entry)
+            if world > 1:
+                dist.barrier()  # the other ranks wait for rank 0's evaluation and checkpoint
+    finally:
+        if initialised_here:
+            dist.destroy_process_group()
+    model.eval()
+    return history
+
+
+def _progress(total: int, desc: str, show: bool):
+    if not show:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is an optional extra; train without a bar
+        return None
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# command line
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare string such as a config name
+
+
+def build_from_spec(name: str, config: str, kwargs: Dict[str, Any]) -> nn.Module:
+    """A zoo model (``mixste``, ``motionbert``, ``poseformer``) or a user factory ``package.module:callable``
+    (or ``path/to/file.py:callable``) called with ``kwargs``."""
+    if ":" not in name:
+        from .models import build_model
+        return build_model(name, config, **kwargs)
+    module_name, attr = name.rsplit(":", 1)
+    if module_name.endswith(".py"):
+        spec = importlib.util.spec_from_file_location("user_model", module_name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    return getattr(module, attr)(**kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``train`` command's argument parser."""
+    from .data.readers import DEFAULT_CMU_PATH
+
+    p = argparse.ArgumentParser(prog="hot-train", description=(
+        "Train or fine-tune a video pose transformer (optionally wrapped with HoT) on 3D motion capture "
+        "in the shared CMU format, with 2D inputs from seeded virtual cameras."))
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default="mixste",
+                   help="zoo model (mixste, motionbert, poseformer) or a factory 'pkg.module:fn' / 'file.py:fn'")
+    m.add_argument("--config", default="small", help="zoo configuration name (default: small)")
+    m.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="constructor argument, repeatable (e.g. --model-arg embed_dim=64)")
+    m.add_argument("--frames", type=int, default=None,
+                   help="window length T (sets num_frames, or maxlen for motionbert); default: the model's")
+    h = p.add_argument_group("HoT")
+    h.add_argument("--hot", action="store_true", help="wrap the model with HoT")
+    h.add_argument("--prune-block", type=int, default=None, help="blocks before pruning (default: paper setting)")
+    h.add_argument("--tokens", type=int, default=None, help="representative frames kept (default: paper setting)")
+    h.add_argument("--no-recover", action="store_true", help="TPC only (seq2frame): no token recovering attention")
+    h.add_argument("--selector", default="dpc_knn", choices=["dpc_knn", "uniform", "random"])
+    d = p.add_argument_group("data")
+    d.add_argument("--data", default=DEFAULT_CMU_PATH, help=f"CMU-format .npz (default {DEFAULT_CMU_PATH})")
+    d.add_argument("--cameras", type=int, default=4, help="virtual cameras per clip")
+    d.add_argument("--noise-px", type=float, default=0.0, help="Gaussian noise on the 2D inputs, pixels")
+    d.add_argument("--train-stride", type=int, default=9, help="frames between training window centres")
+    d.add_argument("--max-train-clips", type=int, default=None)
+    d.add_argument("--max-test-clips", type=int, default=None)
+    d.add_argument("--no-flip-augment", action="store_true", help="no horizontal-flip augmentation")
+    o = p.add_argument_group("optimisation")
+    defaults = TrainConfig()
+    o.add_argument("--epochs", type=int, default=defaults.epochs)
+    o.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    o.add_argument("--lr", type=float, default=defaults.lr)
+    o.add_argument("--lr-decay", type=float, default=defaults.lr_decay)
+    o.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    o.add_argument("--clip-grad", type=float, default=defaults.clip_grad)
+    o.add_argument("--velocity-weight", type=float, default=defaults.velocity_weight)
+    o.add_argument("--steps-per-epoch", type=int, default=None)
+    o.add_argument("--max-steps", type=int, default=None)
+    o.add_argument("--eval-every", type=int, default=1)
+    o.add_argument("--eval-flip", action="store_true")
+    o.add_argument("--eval-frame-stride", type=int, default=1)
+    r = p.add_argument_group("run")
+    r.add_argument("--out", default=os.path.join("runs", "train"), help="checkpoint directory")
+    r.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="continue from a checkpoint (default: OUT/last.pt)")
+    r.add_argument("--init-from", default=None,
+                   help="plain (unwrapped) checkpoint to start from; with --hot only HoT's keys may be missing")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    r.add_argument("--num-workers", type=int, default=0)
+    r.add_argument("--device", default="auto")
+    r.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def make_cmu_datasets(path: str, num_frames: int, *, cameras: int = 4, noise_px: float = 0.0, seed: int = 0,
+                      train_stride: int = 9, flip: bool = True, max_train_clips: Optional[int] = None,
+                      max_test_clips: Optional[int] = None):
+    """Training windows and test sequences from a CMU-format file through seeded virtual cameras.
+
+    Returns ``(train PoseWindowDataset, test PoseWindowDataset)``; the test set's ``sequences`` are
+    what :func:`evaluate` scores. Training and test cameras use different seeds.
+    """
+    from .data import PoseWindowDataset, load_cmu, project_clips
+
+    mocap = load_cmu(path)
+    train_seqs = project_clips(mocap.clips("train", max_train_clips), cameras, seed, noise_px=noise_px)
+    test_seqs = project_clips(mocap.clips("test", max_test_clips), cameras, seed + 1, noise_px=noise_px)
+    return (PoseWindowDataset(train_seqs, num_frames, stride=train_stride, flip=flip),
+            PoseWindowDataset(test_seqs, num_frames, stride=num_frames))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``hot-train`` / ``python -m hourglass_tokenizer train``."""
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)  # model initialisation
+    kwargs = dict(kv.split("=", 1) for kv in args.model_arg)
+    kwargs = {k: _parse_value(v) for k, v in kwargs.items()}
+    if args.frames is not None:
+        kwargs["maxlen" if args.model.lower() in ("motionbert", "dstformer") else "num_frames"] = args.frames
+    model = build_from_spec(args.model, args.config, kwargs)
+    if args.hot:
+        wrap_with_hot(model, args.prune_block, args.tokens, recover=not args.no_recover, selector=args.selector)
+    if args.init_from:
+        missing = load_pretrained(model, args.init_from)
+        print(f"initialised from {args.init_from}; new (HoT) parameters: {sorted(missing) or 'none'}",
+              file=sys.stderr)
+    t = model_num_frames(model)
+    train_set, test_set = make_cmu_datasets(
+        args.data, t, cameras=args.cameras, noise_px=args.noise_px, seed=args.seed,
+        train_stride=args.train_stride, flip=not args.no_flip_augment,
+        max_train_clips=args.max_train_clips, max_test_clips=args.max_test_clips)
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
+        weight_decay=args.weight_decay, clip_grad=args.clip_grad, velocity_weight=args.velocity_weight,
+        steps_per_epoch=args.steps_per_epoch, max_steps=args.max_steps, eval_every=args.eval_every,
+        eval_flip=args.eval_flip, eval_frame_stride=args.eval_frame_stride, out_dir=args.out,
+        resume=args.resume, seed=args.seed, num_workers=args.num_workers, progress=not args.no_progress,
+        device=args.device)
+    started = time.time()
+    history = train(model, train_set, test_set, config)
+    if history and (not dist.is_initialized() or dist.get_rank() == 0):
+        last = history[-1]
+        scores = f"test MPJPE {last['mpjpe']:.1f} mm, P-MPJPE {last['p_mpjpe']:.1f} mm" if "mpjpe" in last else ""
+        print(f"done in {time.time() - started:.0f} s; {scores}; checkpoints in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

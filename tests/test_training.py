@@ -1,0 +1,223 @@
+"""Training loop: loss falls, checkpoints save/resume/load, fine-tuning from a plain checkpoint, DDP."""
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from hourglass_tokenizer.data import PARENTS, PoseWindowDataset, load_cmu, project_clips
+from hourglass_tokenizer.training import (TrainConfig, compute_loss, evaluate, load_checkpoint, load_pretrained,
+                                          main, train)
+from hourglass_tokenizer.wrapping import HOT_PARAMETERS
+
+SHARED_CMU = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cmu_mocap_h36m17_50fps.npz")
+T = 27
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Two threads on a 2-core machine shared with other jobs run these small models several times
+    # slower than one (OpenMP threads wait for each other); restore the setting afterwards.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _synthetic_clips(n_clips, length, seed):
+    """Smooth synthetic motion in the 17-joint layout (world metres, Y up): a random rest pose whose
+    joints swing sinusoidally while the body walks."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for _ in range(n_clips):
+        offsets = rng.normal(scale=0.15, size=(17, 3)) + np.array([0, 0.12, 0])
+        rest = np.zeros((17, 3))
+        for j in range(1, 17):
+            rest[j] = rest[PARENTS[j]] + offsets[j]
+        t = np.arange(length)[:, None, None] / 50.0
+        freq, phase = rng.uniform(0.5, 2.0, size=(1, 17, 3)), rng.uniform(0, 6.3, size=(1, 17, 3))
+        motion = 0.1 * np.sin(2 * np.pi * freq * t + phase) + np.concatenate([0.5 * t, 0 * t + 1.0, 0 * t], -1)
+        clips.append((rest[None] + motion).astype(np.float32))
+    return clips
+
+
+def _clips(split, n, length=200):
+    """A few CMU clips when the shared file is there, synthetic motion otherwise."""
+    if os.path.exists(SHARED_CMU):
+        return [c[:length] for c in load_cmu(SHARED_CMU).clips(split, n)]
+    return _synthetic_clips(n, length, seed=0 if split == "train" else 1)
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    train_set = PoseWindowDataset(project_clips(_clips("train", 3), 2, seed=0), T, stride=4, flip=True)
+    test_set = PoseWindowDataset(project_clips(_clips("test", 1, 60), 1, seed=1), T, stride=T)
+    return train_set, test_set
+
+
+def _mixste(hot=True, recover=True):
+    from hourglass_tokenizer import wrap_with_hot
+    from hourglass_tokenizer.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mixste", "small", depth=3, drop_path_rate=0.0)
+    return wrap_with_hot(model, prune_block=1, tokens=9, recover=recover) if hot else model
+
+
+def _config(tmp_path, **kw):
+    base = dict(epochs=3, steps_per_epoch=8, batch_size=8, lr=2e-3, lr_decay=0.9, progress=False,
+                out_dir=str(tmp_path), seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_loss_falls_checkpoints_resume_and_load_into_a_fresh_wrapped_model(datasets, tmp_path):
+    train_set, test_set = datasets
+    model = _mixste()
+    history = train(model, train_set, test_set, _config(tmp_path / "a", epochs=2))
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert all(np.isfinite(h["mpjpe"]) and h["p_mpjpe"] <= h["mpjpe"] for h in history)
+    assert history[1]["lr"] == pytest.approx(2e-3 * 0.9)
+    for name in ("last.pt", "best.pt"):
+        assert (tmp_path / "a" / name).exists()
+    ckpt = load_checkpoint(str(tmp_path / "a" / "last.pt"))
+    assert ckpt["epoch"] == 1 and ckpt["optimizer"] is not None and ckpt["config"]["lr"] == 2e-3
+    assert ckpt["hot"] == {"prune_block": 1, "tokens": 9, "recover": True, "selector": "dpc_knn"}
+    assert {"pos_embed_token", "x_token"} <= set(ckpt["model"])
+
+    # Resume for one more epoch == an uninterrupted 3-epoch run.
+    resumed = train(model, train_set, test_set, _config(tmp_path / "a", epochs=3, resume="auto"))
+    assert [h["epoch"] for h in resumed] == [0, 1, 2]
+    straight_model = _mixste()
+    straight = train(straight_model, train_set, test_set, _config(tmp_path / "b", epochs=3))
+    assert resumed[-1]["train_loss"] == pytest.approx(straight[-1]["train_loss"], rel=1e-4)
+    for (k, a), b in zip(model.state_dict().items(), straight_model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+
+    # A fresh wrapped model loads the checkpoint strictly and gives identical outputs.
+    fresh = _mixste()
+    fresh.load_state_dict(load_checkpoint(str(tmp_path / "a" / "last.pt"))["model"])
+    x = torch.randn(2, T, 17, 2) * 0.3
+    model.eval(), fresh.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), fresh(x))
+
+
+def test_init_from_a_plain_checkpoint_only_hot_keys_missing(datasets, tmp_path):
+    train_set, _ = datasets
+    plain = _mixste(hot=False)
+    train(plain, train_set, None, _config(tmp_path, epochs=1, steps_per_epoch=2))
+    hot = _mixste()
+    missing = load_pretrained(hot, str(tmp_path / "best.pt"))
+    assert missing and all(k.split(".")[0] in HOT_PARAMETERS for k in missing)
+    assert {"pos_embed_token", "x_token"} <= set(missing) and any(k.startswith("cross_attention.") for k in missing)
+    for k, v in plain.state_dict().items():
+        assert torch.equal(hot.state_dict()[k], v)
+    # DataParallel-style prefixes are stripped; a different architecture is refused.
+    prefixed = {"module." + k: v for k, v in plain.state_dict().items()}
+    assert sorted(load_pretrained(_mixste(), {"model_pos": prefixed})) == sorted(missing)
+    from hourglass_tokenizer.models import build_model
+    with pytest.raises(RuntimeError, match="does not match"):
+        load_pretrained(_mixste(), build_model("mixste", "small", depth=4).state_dict())
+
+
+def test_seq2frame_loss_uses_the_centre_frame():
+    target = torch.zeros(2, 5, 17, 3)
+    target[:, 2] = 1.0  # only the centre frame is non-zero
+    one_frame = torch.ones(2, 1, 17, 3)
+    assert compute_loss(nn.Identity(), one_frame, target).item() == pytest.approx(0.0)
+    tpc = _mixste(recover=False)
+    out = torch.zeros(2, 5, 17, 3)
+    out[:, 2] = 1.0
+    assert compute_loss(tpc, out, target).item() == pytest.approx(0.0)
+    seq2seq_loss = compute_loss(_mixste(), torch.ones(2, 5, 17, 3), target)
+    assert seq2seq_loss.item() == pytest.approx(0.8 * 3 ** 0.5)  # 4 of 5 frames off by sqrt(3)
+    with_velocity = compute_loss(_mixste(), torch.ones(2, 5, 17, 3), target, velocity_weight=1.0)
+    assert with_velocity.item() > seq2seq_loss.item()
+
+
+def test_tpc_only_model_trains_and_evaluates(datasets, tmp_path):
+    train_set, test_set = datasets
+    model = _mixste(recover=False)
+    history = train(model, train_set, test_set, _config(tmp_path, epochs=1, steps_per_epoch=3))
+    assert history[0]["frames"] == sum(len(s[0]) for s in test_set.sequences)
+    scores = evaluate(model, test_set, frame_stride=5)
+    assert scores["frames"] == sum(len(range(0, len(s[0]), 5)) for s in test_set.sequences)
+
+
+@pytest.mark.skipif(not os.path.exists(SHARED_CMU), reason="shared CMU file ../shared/data/cmu_mocap_h36m17_50fps.npz "
+                    "is absent: the command-line run needs it")
+def test_command_line_training_and_fine_tuning(tmp_path, capsys):
+    common = ["--frames", "27", "--model-arg", "depth=2", "--max-train-clips", "2", "--max-test-clips", "1",
+              "--cameras", "1", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--no-progress",
+              "--data", SHARED_CMU, "--eval-frame-stride", "4"]
+    assert main(common + ["--out", str(tmp_path / "plain")]) == 0
+    assert main(common + ["--out", str(tmp_path / "hot"), "--hot", "--prune-block", "1", "--tokens", "9",
+                          "--init-from", str(tmp_path / "plain" / "best.pt")]) == 0
+    out = capsys.readouterr()
+    assert "cross_attention" in out.err and "test MPJPE" in out.out
+    assert load_checkpoint(str(tmp_path / "hot" / "last.pt"))["hot"]["tokens"] == 9
+    assert main(common + ["--out", str(tmp_path / "hot"), "--hot", "--prune-block", "1", "--tokens", "9",
+                          "--epochs", "2", "--resume"]) == 0
+    assert "resumed" in capsys.readouterr().err
+
+
+# ----- DistributedDataParallel on CPU (gloo) --------------------------------------------------------
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out_dir):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        model = _mixste()  # same seed: same initial weights on both ranks
+        clips = _synthetic_clips(2, 80, seed=3)
+        data = PoseWindowDataset(project_clips(clips, 1, seed=0), T, stride=5)
+        config = TrainConfig(epochs=1, max_steps=1, batch_size=4, lr=1e-3, progress=False, device="cpu")
+        seen = []
+
+        class Recording(PoseWindowDataset):  # records which windows this rank trains on
+            def __getitem__(self, i):
+                seen.append(int(i))
+                return super().__getitem__(i)
+
+        data.__class__ = Recording
+        history = train(model, data, None, config)
+        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+        torch.save({"grads": grads, "seen": seen, "steps": history[0]["steps"]}, os.path.join(out_dir, f"{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes_gloo_have_identical_gradients(tmp_path):
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
+    assert r0["steps"] == r1["steps"] == 1
+    assert set(r0["seen"]).isdisjoint(r1["seen"]) and len(r0["seen"]) == len(r1["seen"]) == 4  # different data
+    assert r0["grads"].keys() == r1["grads"].keys() and len(r0["grads"]) > 10
+    assert any(g.abs().sum() > 0 for g in r0["grads"].values())
+    for name, g in r0["grads"].items():
+        torch.testing.assert_close(g, r1["grads"][name], rtol=0, atol=1e-7, msg=name)
+
+
+def test_seq2frame_zoo_model_poseformer_trains_and_predicts(datasets, tmp_path):
+    from hourglass_tokenizer.inference import predict
+    from hourglass_tokenizer.models import build_model
+
+    train_set, test_set = datasets
+    torch.manual_seed(0)
+    model = build_model("poseformer", "small")  # (b, 27, 17, 2) -> (b, 1, 17, 3)
+    history = train(model, train_set, test_set, _config(tmp_path, epochs=1, steps_per_epoch=2, eval_frame_stride=7))
+    assert np.isfinite(history[0]["mpjpe"])
+    kp = test_set.sequences[0][0]
+    assert predict(model, kp).shape == (len(kp), 17, 3)
