@@ -633,7 +633,7 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[int] = None, tokens: O
                   example_input: Optional[torch.Tensor] = None, input_shape: Optional[Sequence[int]] = None,
                   blocks: Optional[Sequence[str]] = None, layouts: Optional[Mapping[str, str]] = None,
                   recover_before: Optional[str] = None, num_heads: Optional[int] = None,
-                  check_inputs: bool = True) -> nn.Module:
+                  x_token_init: Union[str, torch.Tensor] = "zeros", check_inputs: bool = True) -> nn.Module:
     """Turn a video pose transformer into a Hourglass Tokenizer (HoT) model, in place.
 
     After the first ``prune_block`` blocks, token pruning cluster (TPC) keeps ``tokens``
@@ -661,6 +661,10 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[int] = None, tokens: O
         recover_before: name of the module before which TRA runs; by default the first module
             with parameters (not a norm) called after the last block.
         num_heads: heads of TRA's cross-attention; by default the blocks' own.
+        x_token_init: ``"zeros"`` (the paper's), ``"position"`` (a copy of the model's own
+            temporal position embedding, ``(1, T, c)`` or ``(1, T, 1, c)``), or a tensor. When a
+            pretrained VPT is fine-tuned, zero queries make every recovered frame identical at
+            the start; starting from the position embedding recovers much faster.
         check_inputs: reject inputs with NaN/Inf (skipped while compiling).
 
     Returns:
@@ -688,11 +692,13 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[int] = None, tokens: O
     if num_heads is not None:
         plan.heads = num_heads
     state = HotState(model, plan, prune_block, tokens, recover, selector, k, seed, check_inputs)
+    # Everything that can fail is checked before the model is touched: no half-wrapped models.
+    x_token = _initial_x_token(model, x_token_init, plan.frames, plan.recover_width) if recover else None
     ref = next(iter(model.parameters()), torch.zeros(()))
     model.pos_embed_token = nn.Parameter(ref.new_zeros(1, tokens, plan.channels_at[prune_block]))
     if recover:
         width = plan.recover_width
-        model.x_token = nn.Parameter(ref.new_zeros(1, plan.frames, width))
+        model.x_token = nn.Parameter(x_token.to(ref))
         model.cross_attention = CrossAttention(width, plan.heads).to(device=ref.device, dtype=ref.dtype)
     model.hot = state
     state.install()
@@ -701,6 +707,24 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[int] = None, tokens: O
         kept = {k: v for k, v in previous.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(kept, strict=False)
     return model
+
+
+def _initial_x_token(model: nn.Module, init: Union[str, torch.Tensor], frames: int, width: int) -> torch.Tensor:
+    if isinstance(init, torch.Tensor):
+        if tuple(init.shape) != (1, frames, width):
+            raise ValueError(f"x_token_init must have shape (1, {frames}, {width}), got {tuple(init.shape)}")
+        return init.detach().clone()
+    if init == "zeros":
+        return torch.zeros(1, frames, width)
+    if init == "position":
+        for name, p in model.named_parameters():
+            if name.split(".")[0] in HOT_PARAMETERS or not any(w in name.lower() for w in ("temp", "frame", "time")):
+                continue
+            if p.numel() == frames * width and p.shape[0] == 1 and p.shape[1] == frames and p.shape[-1] == width:
+                return p.detach().reshape(1, frames, width).clone()
+        raise ValueError(f"x_token_init='position': no temporal position embedding of shape (1, {frames}, {width}) "
+                         "found (looked for parameters named *temp*, *frame*, *time*); pass a tensor instead")
+    raise ValueError(f"x_token_init must be 'zeros', 'position' or a tensor, got {init!r}")
 
 
 def hot_parameters(model: nn.Module) -> List[nn.Parameter]:

@@ -454,3 +454,28 @@ def test_hot_parameters_are_exactly_the_added_ones():
     assert {id(p) for p in hot_parameters(model)} == added and len(added) == 10
     with pytest.raises(ValueError, match="not wrapped"):
         hot_parameters(unwrap_hot(model))
+
+
+def test_x_token_initialisation_choices():
+    model, x, kwargs = build("mixste")
+    wrap_with_hot(model, **kwargs)
+    assert torch.count_nonzero(model.x_token) == 0
+    wrap_with_hot(unwrap_hot(model), **kwargs, x_token_init="position")
+    assert torch.equal(model.x_token, model.temporal_pos)
+    assert model.x_token.data_ptr() != model.temporal_pos.data_ptr()
+    bert = MotionBERTLike()
+    wrap_with_hot(bert, prune_block=1, tokens=9, x_token_init="position")
+    assert torch.equal(bert.x_token, bert.temp_embed[:, :, 0])
+    start = torch.randn(1, T, 16)
+    wrap_with_hot(unwrap_hot(model), **kwargs, x_token_init=start)
+    assert torch.equal(model.x_token, start)
+    with pytest.raises(ValueError, match=r"shape \(1, 27, 16\)"):
+        wrap_with_hot(unwrap_hot(model), **kwargs, x_token_init=torch.zeros(1, 5, 16))
+    # A failed wrap leaves nothing behind: no hooks, no half of the new parameters.
+    assert not is_hot(model) and not hasattr(model, "pos_embed_token") and not model._forward_pre_hooks
+    from hourglass_tokenizer.wrapping import _initial_x_token
+
+    with pytest.raises(ValueError, match=r"no temporal position embedding of shape \(1, 27, 16\)"):
+        _initial_x_token(nn.Linear(2, 16), "position", T, 16)
+    with pytest.raises(ValueError, match="must be 'zeros', 'position' or a tensor"):
+        _initial_x_token(model, "random", T, 16)
