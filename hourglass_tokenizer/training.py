@@ -42,7 +42,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .inference import detect_seq2frame, model_num_frames, predict, select_prediction
 from .metrics import MM_PER_M, mpjpe, mpjve, pose_metrics
-from .wrapping import HOT_PARAMETERS, wrap_with_hot
+from .wrapping import HOT_PARAMETERS, _initial_x_token, checkpoint_state_dict, wrap_with_hot
 
 __all__ = ["TrainConfig", "train", "evaluate", "compute_loss", "save_checkpoint", "load_checkpoint",
            "load_pretrained", "main"]
@@ -190,12 +190,7 @@ def load_checkpoint(path: str, map_location: Union[str, torch.device] = "cpu") -
 
 
 def _state_dict_of(source: Union[str, Mapping[str, Any]]) -> Dict[str, torch.Tensor]:
-    state = load_checkpoint(source) if isinstance(source, (str, os.PathLike)) else source
-    for key in ("model", "model_pos", "state_dict"):
-        if key in state and isinstance(state[key], Mapping):
-            state = state[key]
-            break
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    return checkpoint_state_dict(load_checkpoint(source) if isinstance(source, (str, os.PathLike)) else source)
 
 
 def load_pretrained(model: nn.Module, source: Union[str, Mapping[str, Any]]) -> List[str]:
@@ -431,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--tokens", type=int, default=None, help="representative frames kept (default: paper setting)")
     h.add_argument("--no-recover", action="store_true", help="TPC only (seq2frame): no token recovering attention")
     h.add_argument("--selector", default="dpc_knn", choices=["dpc_knn", "uniform", "random"])
+    h.add_argument("--x-token-init", default="zeros", choices=["zeros", "position"],
+                   help="TRA queries start at zeros (paper) or at the model's temporal position embedding "
+                        "(taken after --init-from; recovers much faster when fine-tuning)")
     d = p.add_argument_group("data")
     d.add_argument("--data", default=DEFAULT_CMU_PATH, help=f"CMU-format .npz (default {DEFAULT_CMU_PATH})")
     d.add_argument("--cameras", type=int, default=4, help="virtual cameras per clip")
@@ -496,11 +494,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         kwargs["maxlen" if args.model.lower() in ("motionbert", "dstformer") else "num_frames"] = args.frames
     model = build_from_spec(args.model, args.config, kwargs)
     if args.hot:
-        wrap_with_hot(model, args.prune_block, args.tokens, recover=not args.no_recover, selector=args.selector)
+        wrap_with_hot(model, args.prune_block, args.tokens, recover=not args.no_recover, selector=args.selector,
+                      x_token_init=args.x_token_init if not args.no_recover else "zeros")
     if args.init_from:
         missing = load_pretrained(model, args.init_from)
         print(f"initialised from {args.init_from}; new (HoT) parameters: {sorted(missing) or 'none'}",
               file=sys.stderr)
+        if args.hot and "x_token" in missing and args.x_token_init == "position":
+            # The position embedding copied at wrapping time was the random one; take the pretrained one.
+            with torch.no_grad():
+                model.x_token.copy_(_initial_x_token(model, "position", *model.x_token.shape[1:]))
     t = model_num_frames(model)
     train_set, test_set = make_cmu_datasets(
         args.data, t, cameras=args.cameras, noise_px=args.noise_px, seed=args.seed,

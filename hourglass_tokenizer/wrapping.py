@@ -749,6 +749,16 @@ def unwrap_hot(model: nn.Module) -> nn.Module:
     return model
 
 
+def checkpoint_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
+    """The model weights of a checkpoint: a bare state dict, or one nested under ``"model_pos"``,
+    ``"model"`` or ``"state_dict"``, with DataParallel's ``"module."`` prefixes removed."""
+    for key in ("model_pos", "model", "state_dict"):
+        if key in checkpoint and isinstance(checkpoint[key], Mapping):
+            checkpoint = checkpoint[key]
+            break
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in checkpoint.items()}
+
+
 def load_official_hot(model: nn.Module, state_dict: Mapping[str, Any], strict: bool = True):
     """Load a checkpoint of the official HoT code into a model wrapped with the same settings.
 
@@ -759,11 +769,7 @@ def load_official_hot(model: nn.Module, state_dict: Mapping[str, Any], strict: b
     """
     if not is_hot(model):
         raise ValueError("load_official_hot: wrap the model with wrap_with_hot first")
-    for key in ("model_pos", "model", "state_dict"):
-        if key in state_dict and isinstance(state_dict[key], Mapping):
-            state_dict = state_dict[key]
-            break
-    cleaned = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
+    cleaned = checkpoint_state_dict(state_dict)
     token = cleaned.get("pos_embed_token")
     if token is not None and tuple(token.shape) != tuple(model.pos_embed_token.shape):
         raise ValueError(f"the checkpoint's pos_embed_token has shape {tuple(token.shape)}, the model's "

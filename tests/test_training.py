@@ -164,6 +164,13 @@ def test_command_line_training_and_fine_tuning(tmp_path, capsys):
     assert main(common + ["--out", str(tmp_path / "hot"), "--hot", "--prune-block", "1", "--tokens", "9",
                           "--epochs", "2", "--resume"]) == 0
     assert "resumed" in capsys.readouterr().err
+    # With lr 0 the fine-tuned x_token is still its start: the pretrained temporal position embedding.
+    assert main(common + ["--out", str(tmp_path / "xpos"), "--hot", "--prune-block", "1", "--tokens", "9",
+                          "--x-token-init", "position", "--lr", "0",
+                          "--init-from", str(tmp_path / "plain" / "best.pt")]) == 0
+    pretrained = load_checkpoint(str(tmp_path / "plain" / "best.pt"))["model"]["Temporal_pos_embed"]
+    tuned = load_checkpoint(str(tmp_path / "xpos" / "last.pt"))["model"]["x_token"]
+    assert torch.equal(tuned, pretrained) and pretrained.abs().sum() > 0
 
 
 # ----- DistributedDataParallel on CPU (gloo) --------------------------------------------------------
