@@ -8,13 +8,7 @@ from hourglass_tokenizer.data import flip_pose
 from hourglass_tokenizer.inference import is_seq2frame, model_num_frames, predict, select_prediction
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small models on a shared 2-core machine run faster on one thread; restore the setting afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class FrameIndexModel(nn.Module):

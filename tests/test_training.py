@@ -17,14 +17,7 @@ SHARED_CMU = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data
 T = 27
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two threads on a 2-core machine shared with other jobs run these small models several times
-    # slower than one (OpenMP threads wait for each other); restore the setting afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _synthetic_clips(n_clips, length, seed):
