@@ -693,13 +693,14 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[int] = None, tokens: O
         plan.heads = num_heads
     state = HotState(model, plan, prune_block, tokens, recover, selector, k, seed, check_inputs)
     # Everything that can fail is checked before the model is touched: no half-wrapped models.
-    x_token = _initial_x_token(model, x_token_init, plan.frames, plan.recover_width) if recover else None
     ref = next(iter(model.parameters()), torch.zeros(()))
+    if recover:
+        x_token = _initial_x_token(model, x_token_init, plan.frames, plan.recover_width)
+        cross_attention = CrossAttention(plan.recover_width, plan.heads).to(device=ref.device, dtype=ref.dtype)
     model.pos_embed_token = nn.Parameter(ref.new_zeros(1, tokens, plan.channels_at[prune_block]))
     if recover:
-        width = plan.recover_width
         model.x_token = nn.Parameter(x_token.to(ref))
-        model.cross_attention = CrossAttention(width, plan.heads).to(device=ref.device, dtype=ref.dtype)
+        model.cross_attention = cross_attention
     model.hot = state
     state.install()
     if previous:

@@ -479,3 +479,10 @@ def test_x_token_initialisation_choices():
         _initial_x_token(nn.Linear(2, 16), "position", T, 16)
     with pytest.raises(ValueError, match="must be 'zeros', 'position' or a tensor"):
         _initial_x_token(model, "random", T, 16)
+
+
+def test_heads_that_do_not_divide_the_width_fail_cleanly():
+    model, x, kwargs = build("mixste")
+    with pytest.raises(ValueError, match="not divisible by num_heads=3"):
+        wrap_with_hot(model, **kwargs, num_heads=3)
+    assert not is_hot(model) and not hasattr(model, "pos_embed_token")
