@@ -43,7 +43,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, REPO)
 
-from hourglass_tokenizer import wrap_with_hot  # noqa: E402
+from hourglass_tokenizer.wrapping import reset_x_token, wrap_with_hot  # noqa: E402
 from hourglass_tokenizer.data.readers import CMU_ACKNOWLEDGEMENT  # noqa: E402
 from hourglass_tokenizer.flops import count_flops, count_params  # noqa: E402
 from hourglass_tokenizer.models import build_model  # noqa: E402
@@ -129,8 +129,7 @@ def run_row(name: str, args: argparse.Namespace, train_set, test_set, *, hot: Op
     if hot is not None and hot.get("x_token_from"):
         # TRA's queries start as zeros, so every recovered frame starts identical; starting them from
         # the pretrained temporal position embedding gives each frame its own query.
-        with torch.no_grad():
-            model.x_token.copy_(getattr(model, hot["x_token_from"]))
+        reset_x_token(model, "position")
     config = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                          lr=args.lr, lr_decay=args.lr_decay, eval_every=args.epochs,
                          eval_frame_stride=args.eval_frame_stride, out_dir=os.path.join(args.runs_dir, name),

@@ -42,7 +42,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .inference import detect_seq2frame, model_num_frames, predict, select_prediction
 from .metrics import MM_PER_M, mpjpe, mpjve, pose_metrics
-from .wrapping import HOT_PARAMETERS, _initial_x_token, checkpoint_state_dict, wrap_with_hot
+from .wrapping import HOT_PARAMETERS, checkpoint_state_dict, reset_x_token, wrap_with_hot
 
 __all__ = ["TrainConfig", "train", "evaluate", "compute_loss", "save_checkpoint", "load_checkpoint",
            "load_pretrained", "main"]
@@ -501,9 +501,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"initialised from {args.init_from}; new (HoT) parameters: {sorted(missing) or 'none'}",
               file=sys.stderr)
         if args.hot and "x_token" in missing and args.x_token_init == "position":
-            # The position embedding copied at wrapping time was the random one; take the pretrained one.
-            with torch.no_grad():
-                model.x_token.copy_(_initial_x_token(model, "position", *model.x_token.shape[1:]))
+            reset_x_token(model, "position")
     t = model_num_frames(model)
     train_set, test_set = make_cmu_datasets(
         args.data, t, cameras=args.cameras, noise_px=args.noise_px, seed=args.seed,

@@ -33,7 +33,7 @@ from .layouts import TokenLayout, match_layouts, parse_layouts
 from .presets import paper_setting, recognise_family
 from .recovery import CrossAttention, nearest_kept_frames, recover_frames
 
-__all__ = ["wrap_with_hot", "unwrap_hot", "is_hot", "hot_parameters", "load_official_hot", "HotState", "HOT_PARAMETERS"]
+__all__ = ["wrap_with_hot", "unwrap_hot", "is_hot", "hot_parameters", "reset_x_token", "load_official_hot", "HotState", "HOT_PARAMETERS"]
 
 logger = logging.getLogger("hourglass_tokenizer")
 
@@ -726,6 +726,19 @@ def _initial_x_token(model: nn.Module, init: Union[str, torch.Tensor], frames: i
         raise ValueError(f"x_token_init='position': no temporal position embedding of shape (1, {frames}, {width}) "
                          "found (looked for parameters named *temp*, *frame*, *time*); pass a tensor instead")
     raise ValueError(f"x_token_init must be 'zeros', 'position' or a tensor, got {init!r}")
+
+
+def reset_x_token(model: nn.Module, init: Union[str, torch.Tensor] = "position") -> None:
+    """Restart TRA's queries, e.g. from the position embedding of weights loaded after wrapping.
+
+    Takes the same ``init`` values as ``wrap_with_hot(x_token_init=...)``. Needed when a pretrained
+    checkpoint is loaded into an already wrapped model: the copy made at wrapping time came from
+    the randomly initialised embedding.
+    """
+    if not is_hot(model) or not model.hot.recover:
+        raise ValueError("reset_x_token: the model is not wrapped with HoT's token recovering attention")
+    with torch.no_grad():
+        model.x_token.copy_(_initial_x_token(model, init, *model.x_token.shape[1:]))
 
 
 def hot_parameters(model: nn.Module) -> List[nn.Parameter]:

@@ -486,3 +486,19 @@ def test_heads_that_do_not_divide_the_width_fail_cleanly():
     with pytest.raises(ValueError, match="not divisible by num_heads=3"):
         wrap_with_hot(model, **kwargs, num_heads=3)
     assert not is_hot(model) and not hasattr(model, "pos_embed_token")
+
+
+def test_reset_x_token_takes_the_current_position_embedding():
+    from hourglass_tokenizer.wrapping import reset_x_token
+
+    model, x, kwargs = build("mixste")
+    wrap_with_hot(model, **kwargs, x_token_init="position")
+    with torch.no_grad():
+        model.temporal_pos.add_(1.0)  # as if pretrained weights were loaded after wrapping
+    assert not torch.equal(model.x_token, model.temporal_pos)
+    reset_x_token(model)
+    assert torch.equal(model.x_token, model.temporal_pos)
+    tpc, _, _ = build("poseformer")
+    wrap_with_hot(tpc, prune_block=1, tokens=9, recover=False)
+    with pytest.raises(ValueError, match="token recovering attention"):
+        reset_x_token(tpc)
