@@ -11,9 +11,10 @@ The wrapper then hooks:
   and replaces a frame-count argument ``T`` by ``f``; a post-hook writes the block output back into
   a full-length tensor. The user's forward therefore keeps seeing ``T`` frames in every reshape,
   while the expensive blocks only process ``f``;
-- the module after the last block (the head): a pre-hook runs TRA, ``T`` learnable queries
-  attending to the ``f`` kept tokens, or, without TRA, fills every pruned frame with its nearest
-  kept frame.
+- the module after the last block (the head): a pre-hook restores all ``T`` frames from the ``f``
+  kept ones (``recover=``: TRA, interpolation, nearest kept frame, or interpolation corrected by
+  TRA; see :mod:`hourglass_tokenizer.recovery`), or, for TPC only (``recover=False``), fills every
+  pruned frame with its nearest kept frame so the centre frame's prediction is the kept token's.
 """
 from __future__ import annotations
 
@@ -31,9 +32,11 @@ from torch import nn
 from .clustering import Selector, resolve_selector
 from .layouts import TokenLayout, match_layouts, parse_layouts
 from .presets import paper_setting, recognise_family
-from .recovery import CrossAttention, nearest_kept_frames, recover_frames
+from .recovery import (LEARNED_MODES, CrossAttention, corrected_interpolation, interpolate_frames,
+                       nearest_kept_frames, recover_frames, resolve_recover)
 
-__all__ = ["wrap_with_hot", "unwrap_hot", "is_hot", "hot_parameters", "reset_x_token", "load_official_hot", "HotState", "HOT_PARAMETERS"]
+__all__ = ["wrap_with_hot", "unwrap_hot", "is_hot", "hot_parameters", "load_official_hot", "HotState",
+           "HOT_PARAMETERS"]
 
 logger = logging.getLogger("hourglass_tokenizer")
 
@@ -334,7 +337,7 @@ class HotState:
     ``last_indices`` holds the frames kept in the latest forward, ``(b, tokens)``.
     """
 
-    def __init__(self, model: nn.Module, plan: _Plan, prune_block: int, tokens: int, recover: bool,
+    def __init__(self, model: nn.Module, plan: _Plan, prune_block: int, tokens: int, recover: Optional[str],
                  selector: Union[str, Selector], k: int, seed: int, check_inputs: bool) -> None:
         self._model = model
         self._plan = plan
@@ -408,9 +411,11 @@ class HotState:
         self.install()
 
     @property
-    def recover(self) -> bool:
-        """Whether TRA restores all frames (seq2seq); fixed at wrapping time."""
-        return self._recover
+    def recover(self) -> Union[str, bool]:
+        """How all frames are restored before the head (``"tra"``, ``"interpolate"``, ``"nearest"``,
+        ``"tra+interpolate"``; the model is seq2seq), or ``False`` for TPC only (seq2frame). Fixed at
+        wrapping time."""
+        return self._recover if self._recover is not None else False
 
     @recover.setter
     def recover(self, value: bool) -> None:
@@ -451,7 +456,9 @@ class HotState:
             logger.warning("tokens == frames (%d): HoT keeps every frame and saves no computation", tokens)
 
     def _resize_pos_embed(self) -> None:
-        old = self._model.pos_embed_token
+        old = getattr(self._model, "pos_embed_token", None)
+        if old is None:  # TPC only, like the official TPC models, has no kept-frame embedding
+            return
         width = self._plan.channels_at[self._prune_block]
         if old.shape == (1, self._tokens, width):
             return
@@ -503,7 +510,7 @@ class HotState:
         if x.shape[1] != self.frames and (self.recover or x.shape[1] <= self._tokens):
             raise ValueError(f"this HoT model was wrapped for {self.frames} frames and keeps {self._tokens}; "
                              f"got an input with {x.shape[1]} frames"
-                             + ("" if not self.recover else " (TRA restores exactly the wrapped frame count)"))
+                             + ("" if not self.recover else " (seq2seq recovery restores exactly the wrapped frame count)"))
         if self.check_inputs and not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
             raise ValueError("the input contains NaN or Inf values; HoT's frame selection would be meaningless")
         self._shape = (x.shape[0], x.shape[1], self._plan.joints)
@@ -557,8 +564,9 @@ class HotState:
         if self._idx is None:
             raise RuntimeError(f"{site.name} ran before any block of depth {self._prune_block} chose the frames")
         kept = site.layout.gather(x, self._idx, b, t, j)
-        if pruning_here and site.shares_first_input:
-            kept = site.layout.add_frame_embedding(kept, self._model.pos_embed_token, b, self._tokens, j)
+        embedding = getattr(self._model, "pos_embed_token", None)
+        if pruning_here and site.shares_first_input and embedding is not None:
+            kept = site.layout.add_frame_embedding(kept, embedding, b, self._tokens, j)
         self._full[site.name] = x
         new_args = (kept,) + tuple(self._tokens if i in site.frame_args else a for i, a in enumerate(args) if i > 0)
         new_kwargs = {k: (self._tokens if k in site.frame_kwargs else v) for k, v in kwargs.items()}
@@ -579,12 +587,18 @@ class HotState:
         b, t, j = self._shape
         layout = self._plan.recover_layout
         x = args[0]
-        if self.recover:
-            kept = layout.to_sequences(layout.gather(x, self._idx, b, t, j), b, self._tokens, j)
-            full = recover_frames(self._model.x_token, self._model.cross_attention, kept)
-            x = layout.from_sequences(full, b, t, j)
-        else:
+        mode = self._recover
+        if mode in (None, "nearest"):
             x = layout.gather(x, nearest_kept_frames(self._idx, t), b, t, j)
+        else:
+            kept = layout.to_sequences(layout.gather(x, self._idx, b, t, j), b, self._tokens, j)
+            if mode == "tra":
+                full = recover_frames(self._model.x_token, self._model.cross_attention, kept)
+            elif mode == "interpolate":
+                full = interpolate_frames(kept, self._idx, t)
+            else:
+                full = corrected_interpolation(self._model.x_token, self._model.cross_attention, kept, self._idx)
+            x = layout.from_sequences(full, b, t, j)
         return (x,) + tuple(args[1:]), kwargs
 
 
@@ -629,17 +643,22 @@ def _example_input(model: nn.Module, example_input: Optional[torch.Tensor],
 
 
 def wrap_with_hot(model: nn.Module, prune_block: Optional[int] = None, tokens: Optional[int] = None, *,
-                  recover: bool = True, selector: Union[str, Selector] = "dpc_knn", k: int = 2, seed: int = 0,
-                  example_input: Optional[torch.Tensor] = None, input_shape: Optional[Sequence[int]] = None,
-                  blocks: Optional[Sequence[str]] = None, layouts: Optional[Mapping[str, str]] = None,
-                  recover_before: Optional[str] = None, num_heads: Optional[int] = None,
-                  x_token_init: Union[str, torch.Tensor] = "zeros", check_inputs: bool = True) -> nn.Module:
+                  recover: Union[str, bool] = "tra+interpolate", selector: Union[str, Selector] = "dpc_knn",
+                  k: int = 2, seed: int = 0, example_input: Optional[torch.Tensor] = None,
+                  input_shape: Optional[Sequence[int]] = None, blocks: Optional[Sequence[str]] = None,
+                  layouts: Optional[Mapping[str, str]] = None, recover_before: Optional[str] = None,
+                  num_heads: Optional[int] = None, x_token_init: Union[str, torch.Tensor] = "zeros",
+                  check_inputs: bool = True) -> nn.Module:
     """Turn a video pose transformer into a Hourglass Tokenizer (HoT) model, in place.
 
     After the first ``prune_block`` blocks, token pruning cluster (TPC) keeps ``tokens``
     representative frames chosen by density-peaks clustering of per-frame features; the deeper
-    blocks only process those frames. Before the head, token recovering attention (TRA) restores
-    all ``T`` frames so the model stays seq2seq. The model's own ``forward`` is not modified.
+    blocks only process those frames. Before the head all ``T`` frames are restored (``recover``)
+    so the model stays seq2seq. The model's own ``forward`` is not modified.
+
+    Load pretrained weights first, then wrap: the original ``state_dict`` keys are unchanged, and
+    the default recovery starts as a training-free interpolation of the kept frames, so a trained
+    model keeps (almost) its accuracy before any fine-tuning.
 
     Args:
         model: the VPT; its forward takes ``(batch, frames, joints, channels)``.
@@ -647,34 +666,57 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[int] = None, tokens: O
             ``None`` (with ``tokens=None``) uses the paper's setting for a recognised architecture.
         tokens: representative frames kept, ``1 <= tokens <= frames`` (``tokens == frames`` keeps
             every frame: a reference point that saves nothing).
-        recover: ``True`` for TRA (seq2seq). ``False`` for TPC only (seq2frame): the centre frame
-            ``(T-1)//2`` is always kept, pruned frames are filled from their nearest kept frame
-            before the head, and the centre frame's output is the prediction.
-        selector: ``"dpc_knn"``, ``"uniform"``, ``"random"`` or a callable
-            ``(frame_features (b, t, c), f) -> indices (b, f)``.
+        recover: how the pruned frames come back before the head (the model stays seq2seq):
+
+            - ``"tra+interpolate"`` (default): linear interpolation in time of the kept tokens,
+              plus the paper's cross-attention as a learned correction whose output projection
+              starts at zero: exactly ``"interpolate"`` until trained. For pretrained models.
+            - ``"tra"`` (or ``True``): the paper's token recovering attention, ``T`` learnable
+              queries ``x_token`` attending to the kept tokens. Needs training (from scratch as in
+              the paper, or fine-tuning); required by :func:`load_official_hot` for HoT checkpoints.
+            - ``"interpolate"``: training-free linear interpolation, no new parameters but
+              ``pos_embed_token`` (zeros).
+            - ``"nearest"``: training-free; each pruned frame copies its nearest kept frame.
+            - ``False``: TPC only (seq2frame), as the official TPC models: the centre frame
+              ``(T-1)//2`` is always kept, there is no ``pos_embed_token``, pruned frames are filled
+              from their nearest kept frame before the head, and the centre frame's output is the
+              prediction.
+        selector: ``"dpc_knn"``, ``"dpc_knn_coverage"`` (DPC-kNN within equal time strata, keeping
+            the first and last frame: bounded gaps, better for interpolation), ``"uniform"``,
+            ``"random"`` or a callable ``(frame_features (b, t, c), f) -> indices (b, f)``.
         k: neighbours in DPC-kNN's density (self included); the paper uses 2.
         seed: seed of the private generator of the ``"random"`` selector.
         example_input / input_shape: input for the probe forward; inferred from the model's
             attributes and parameters when omitted.
         blocks: names of block lists to prune (side by side); found automatically when omitted.
         layouts: ``{module name: pattern}`` overrides of inferred token layouts.
-        recover_before: name of the module before which TRA runs; by default the first module
-            with parameters (not a norm) called after the last block.
+        recover_before: name of the module before which the frames are restored; by default the
+            first module with parameters (not a norm) called after the last block.
         num_heads: heads of TRA's cross-attention; by default the blocks' own.
-        x_token_init: ``"zeros"`` (the paper's), ``"position"`` (a copy of the model's own
-            temporal position embedding, ``(1, T, c)`` or ``(1, T, 1, c)``), or a tensor. When a
-            pretrained VPT is fine-tuned, zero queries make every recovered frame identical at
-            the start; starting from the position embedding recovers much faster.
+        x_token_init: start of TRA's queries (``"tra"``): ``"zeros"`` (the paper's), ``"position"``
+            (a copy of the model's own temporal position embedding, ``(1, T, c)`` or
+            ``(1, T, 1, c)``, taken from the weights the model has now) or a tensor. With
+            ``"tra+interpolate"`` only ``"zeros"`` keeps the start equal to the interpolation.
         check_inputs: reject inputs with NaN/Inf (skipped while compiling).
 
     Returns:
         The same ``model`` object, with ``model.hot`` (:class:`HotState`) and new parameters
-        ``pos_embed_token (1, tokens, c)``, ``x_token (1, T, c)`` and ``cross_attention`` (TRA only).
-        Every original ``state_dict`` key is unchanged. Wrapping a HoT model again re-wraps it,
-        keeping HoT parameters whose shapes still fit.
+        ``pos_embed_token (1, tokens, c)`` (not for TPC only), and for ``"tra"`` and
+        ``"tra+interpolate"`` ``x_token (1, T, c)`` and ``cross_attention``. Every original
+        ``state_dict`` key is unchanged. Wrapping a HoT model again re-wraps it, keeping HoT
+        parameters whose shapes still fit.
+
+    Raises:
+        ValueError: a bad argument (``recover``, ``tokens``, ``prune_block``, ``x_token_init``...),
+            or a model whose structure HoT cannot use; the model is then left as it was.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"wrap_with_hot expects an nn.Module, got {type(model).__name__}")
+    mode = resolve_recover(recover)
+    if mode == "tra+interpolate" and not (isinstance(x_token_init, str) and x_token_init == "zeros"):
+        raise ValueError("recover='tra+interpolate' adds x_token to the interpolated queries, so it must start at "
+                         f"zeros to begin as the exact interpolation; got x_token_init={x_token_init!r} "
+                         "(use recover='tra' for a non-zero start)")
     previous: Dict[str, torch.Tensor] = {}
     if is_hot(model):
         previous = {k: v for k, v in model.state_dict().items() if k.split(".")[0] in HOT_PARAMETERS}
@@ -688,17 +730,20 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[int] = None, tokens: O
     if (prune_block is None) != (tokens is None):
         raise ValueError("give both prune_block and tokens, or neither to use the paper's setting")
     if prune_block is None:
-        prune_block, tokens = paper_setting(plan.family, recover, plan.frames, plan.depth)
+        prune_block, tokens = paper_setting(plan.family, mode is not None, plan.frames, plan.depth)
     if num_heads is not None:
         plan.heads = num_heads
-    state = HotState(model, plan, prune_block, tokens, recover, selector, k, seed, check_inputs)
+    state = HotState(model, plan, prune_block, tokens, mode, selector, k, seed, check_inputs)
     # Everything that can fail is checked before the model is touched: no half-wrapped models.
     ref = next(iter(model.parameters()), torch.zeros(()))
-    if recover:
+    learned = mode in LEARNED_MODES
+    if learned:
         x_token = _initial_x_token(model, x_token_init, plan.frames, plan.recover_width)
-        cross_attention = CrossAttention(plan.recover_width, plan.heads).to(device=ref.device, dtype=ref.dtype)
-    model.pos_embed_token = nn.Parameter(ref.new_zeros(1, tokens, plan.channels_at[prune_block]))
-    if recover:
+        cross_attention = CrossAttention(plan.recover_width, plan.heads, zero_output=mode == "tra+interpolate")
+        cross_attention.to(device=ref.device, dtype=ref.dtype)
+    if mode is not None:
+        model.pos_embed_token = nn.Parameter(ref.new_zeros(1, tokens, plan.channels_at[prune_block]))
+    if learned:
         model.x_token = nn.Parameter(x_token.to(ref))
         model.cross_attention = cross_attention
     model.hot = state
@@ -726,19 +771,6 @@ def _initial_x_token(model: nn.Module, init: Union[str, torch.Tensor], frames: i
         raise ValueError(f"x_token_init='position': no temporal position embedding of shape (1, {frames}, {width}) "
                          "found (looked for parameters named *temp*, *frame*, *time*); pass a tensor instead")
     raise ValueError(f"x_token_init must be 'zeros', 'position' or a tensor, got {init!r}")
-
-
-def reset_x_token(model: nn.Module, init: Union[str, torch.Tensor] = "position") -> None:
-    """Restart TRA's queries, e.g. from the position embedding of weights loaded after wrapping.
-
-    Takes the same ``init`` values as ``wrap_with_hot(x_token_init=...)``. Needed when a pretrained
-    checkpoint is loaded into an already wrapped model: the copy made at wrapping time came from
-    the randomly initialised embedding.
-    """
-    if not is_hot(model) or not model.hot.recover:
-        raise ValueError("reset_x_token: the model is not wrapped with HoT's token recovering attention")
-    with torch.no_grad():
-        model.x_token.copy_(_initial_x_token(model, init, *model.x_token.shape[1:]))
 
 
 def hot_parameters(model: nn.Module) -> List[nn.Parameter]:
@@ -780,14 +812,26 @@ def load_official_hot(model: nn.Module, state_dict: Mapping[str, Any], strict: b
     with or without the ``"module."`` prefix of ``nn.DataParallel``. Official key names
     (``pos_embed_token``, ``x_token``, ``cross_attention.linear_q/k/v``, ``cross_attention.proj``)
     are the wrapper's own, so the rest is a plain ``load_state_dict``.
+
+    A seq2seq HoT checkpoint needs a model wrapped with ``recover="tra"`` (the paper's TRA; the
+    default ``"tra+interpolate"`` uses the same parameter names differently); an official TPC
+    checkpoint (``tpc_mixste``: no HoT parameters at all) one wrapped with ``recover=False``.
     """
     if not is_hot(model):
         raise ValueError("load_official_hot: wrap the model with wrap_with_hot first")
     cleaned = checkpoint_state_dict(state_dict)
     token = cleaned.get("pos_embed_token")
+    if token is not None and model.hot.recover is False:
+        raise ValueError("the checkpoint has pos_embed_token, which official TPC-only models do not have: it is "
+                         "a seq2seq HoT checkpoint; wrap with recover='tra'")
     if token is not None and tuple(token.shape) != tuple(model.pos_embed_token.shape):
         raise ValueError(f"the checkpoint's pos_embed_token has shape {tuple(token.shape)}, the model's "
                          f"{tuple(model.pos_embed_token.shape)}: wrap with tokens={token.shape[1]}")
-    if "x_token" in cleaned and not hasattr(model, "x_token"):
-        raise ValueError("the checkpoint has TRA weights (x_token); wrap with recover=True")
+    if "x_token" in cleaned and model.hot.recover != "tra":
+        raise ValueError(f"the checkpoint has the paper's TRA weights (x_token); wrap with recover='tra' "
+                         f"(this model has recover={model.hot.recover!r})")
+    if "x_token" not in cleaned and "pos_embed_token" not in cleaned and model.hot.recover is not False:
+        raise ValueError("the checkpoint has no HoT weights (no pos_embed_token, no x_token): an official TPC "
+                         "checkpoint loads into a model wrapped with recover=False; a plain one needs no "
+                         "load_official_hot (load it before wrapping)")
     return model.load_state_dict(cleaned, strict=strict)

@@ -28,7 +28,7 @@ def test_bench_command_prints_both_rows_and_writes_csv(tmp_path, capsys) -> None
     assert len(rows) == 2
     base, hot = rows
     assert base["variant"] == "mixste-27" and hot["variant"] == "HoT (2, 9)"
-    assert (hot["prune_block"], hot["tokens"], hot["recover"]) == ("2", "9", "True")
+    assert (hot["prune_block"], hot["tokens"], hot["recover"]) == ("2", "9", "tra")
     assert int(hot["macs"]) < int(base["macs"])
     assert int(hot["paper_flops"]) == 2 * int(hot["macs"])
     assert int(hot["params"]) > int(base["params"])  # TRA and the token embedding are new parameters

@@ -53,7 +53,8 @@ def keep_frames(tokens_btjc, idx):
     return torch.stack([tokens_btjc[b, idx[b]] for b in range(len(idx))])
 
 
-def reference_mixste(m, x, prune_block, tokens):
+def reference_mixste(m, x, prune_block, tokens, recover=None):
+    """``recover(model, kept (b*j, f, c), idx (b, f), frames)``: TRA by default."""
     b, frames, joints, _ = x.shape
     h = m.embed(x.reshape(b * frames, joints, -1)) + m.spatial_pos
     t = frames
@@ -70,8 +71,8 @@ def reference_mixste(m, x, prune_block, tokens):
         h = m.temporal_norm(m.temporal_blocks[i](h))
         h = h.reshape(b, joints, t, -1).transpose(1, 2).reshape(b * t, joints, -1)
     h = h.reshape(b, t, joints, -1).transpose(1, 2).reshape(b * joints, t, -1)
-    h = tra_reference(m, h).reshape(b, joints, frames, -1).transpose(1, 2)
-    return m.head(h)
+    h = tra_reference(m, h) if recover is None else recover(m, h, idx, frames)
+    return m.head(h.reshape(b, joints, frames, -1).transpose(1, 2))
 
 
 def reference_motionbert(m, x, prune_block, tokens):
@@ -101,7 +102,7 @@ def reference_poseformer_tpc(m, x, prune_block, tokens):
         if i == prune_block:
             idx = dpc_knn(h, tokens - 1, exclude=center)
             idx = torch.sort(torch.cat([idx, torch.full((b, 1), center)], dim=1), dim=1).values
-            h = keep_frames(h, idx) + m.pos_embed_token
+            h = keep_frames(h, idx)  # official TPC models add no kept-frame embedding
         h = blk(h)
     h = m.norm(h)
     filled = torch.empty(b, frames, h.shape[-1])
@@ -114,8 +115,8 @@ def reference_poseformer_tpc(m, x, prune_block, tokens):
 
 
 CASES = {
-    "mixste": (MixSTELike, 2, dict(prune_block=2, tokens=9), reference_mixste),
-    "motionbert": (MotionBERTLike, 3, dict(prune_block=1, tokens=9), reference_motionbert),
+    "mixste": (MixSTELike, 2, dict(prune_block=2, tokens=9, recover="tra"), reference_mixste),
+    "motionbert": (MotionBERTLike, 3, dict(prune_block=1, tokens=9, recover="tra"), reference_motionbert),
     "poseformer": (PoseFormerLike, 2, dict(prune_block=2, tokens=9, recover=False), reference_poseformer_tpc),
 }
 
@@ -167,7 +168,7 @@ def test_original_checkpoint_loads_with_only_new_keys_missing(name):
     original = copy.deepcopy(model.state_dict())
     wrap_with_hot(model, **kwargs)
     result = model.load_state_dict(original, strict=False)
-    expected_missing = NEW_KEYS if kwargs.get("recover", True) else {"pos_embed_token"}
+    expected_missing = NEW_KEYS if kwargs.get("recover", True) else set()
     assert set(result.missing_keys) == expected_missing
     assert result.unexpected_keys == []
     assert set(model.state_dict()) == set(original) | expected_missing
@@ -464,7 +465,7 @@ def test_x_token_initialisation_choices():
     assert torch.equal(model.x_token, model.temporal_pos)
     assert model.x_token.data_ptr() != model.temporal_pos.data_ptr()
     bert = MotionBERTLike()
-    wrap_with_hot(bert, prune_block=1, tokens=9, x_token_init="position")
+    wrap_with_hot(bert, prune_block=1, tokens=9, recover="tra", x_token_init="position")
     assert torch.equal(bert.x_token, bert.temp_embed[:, :, 0])
     start = torch.randn(1, T, 16)
     wrap_with_hot(unwrap_hot(model), **kwargs, x_token_init=start)
@@ -488,17 +489,10 @@ def test_heads_that_do_not_divide_the_width_fail_cleanly():
     assert not is_hot(model) and not hasattr(model, "pos_embed_token")
 
 
-def test_reset_x_token_takes_the_current_position_embedding():
-    from hourglass_tokenizer.wrapping import reset_x_token
-
+def test_position_start_is_taken_from_the_weights_present_at_wrapping():
+    """The documented order is: load the pretrained weights, then wrap."""
     model, x, kwargs = build("mixste")
-    wrap_with_hot(model, **kwargs, x_token_init="position")
     with torch.no_grad():
-        model.temporal_pos.add_(1.0)  # as if pretrained weights were loaded after wrapping
-    assert not torch.equal(model.x_token, model.temporal_pos)
-    reset_x_token(model)
+        model.temporal_pos.add_(1.0)  # as if pretrained weights had been loaded
+    wrap_with_hot(model, **kwargs, x_token_init="position")
     assert torch.equal(model.x_token, model.temporal_pos)
-    tpc, _, _ = build("poseformer")
-    wrap_with_hot(tpc, prune_block=1, tokens=9, recover=False)
-    with pytest.raises(ValueError, match="token recovering attention"):
-        reset_x_token(tpc)
