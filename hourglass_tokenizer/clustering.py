@@ -1,4 +1,4 @@
-"""Frame selectors for token pruning: DPC-kNN (the paper's), uniform and random.
+"""Frame selectors for token pruning: DPC-kNN (the paper's), DPC-kNN with coverage, uniform and random.
 
 Every selector maps per-frame features ``(b, t, c)`` and a count ``f`` to frame indices ``(b, f)``,
 sorted in time, unique and in range. Selection never carries gradients.
@@ -12,7 +12,8 @@ import torch
 
 Selector = Callable[..., torch.Tensor]
 
-__all__ = ["dpc_knn", "uniform", "DpcKnnSelector", "RandomSelector", "resolve_selector", "SELECTORS"]
+__all__ = ["dpc_knn", "dpc_knn_scores", "dpc_knn_coverage", "uniform", "DpcKnnSelector", "CoverageSelector",
+           "RandomSelector", "resolve_selector", "SELECTORS"]
 
 
 def _candidates_mask(b: int, t: int, exclude: Optional[int], device: torch.device) -> torch.Tensor:
@@ -56,6 +57,16 @@ def dpc_knn(features: torch.Tensor, f: int, *, k: int = 2, exclude: Optional[int
     available = t - (1 if exclude is not None else 0)
     if not 1 <= f <= available:
         raise ValueError(f"dpc_knn cannot pick {f} of {available} selectable frames")
+    score = dpc_knn_scores(features, k=k)
+    keep = _candidates_mask(b, t, exclude, score.device)
+    return _top_scores(score.masked_fill(~keep, -math.inf), f)
+
+
+def dpc_knn_scores(features: torch.Tensor, *, k: int = 2) -> torch.Tensor:
+    """DPC-kNN's centre score ``rho * delta`` of every frame, ``(b, t)`` float32 (see :func:`dpc_knn`)."""
+    if features.dim() != 3:
+        raise ValueError(f"dpc_knn expects features of shape (batch, frames, channels), got {tuple(features.shape)}")
+    t, c = features.shape[1:]
     if not 1 <= k <= t:
         raise ValueError(f"dpc_knn needs 1 <= k <= frames ({t}), got k={k}")
     with torch.no_grad():
@@ -71,10 +82,35 @@ def dpc_knn(features: torch.Tensor, f: int, *, k: int = 2, exclude: Optional[int
         )
         dist_max = dist.flatten(1).max(dim=-1).values[:, None, None]
         delta = torch.where(denser, dist, dist_max).min(dim=-1).values
-        score = density * delta
-        keep = _candidates_mask(b, t, exclude, x.device)
-        score = score.masked_fill(~keep, -math.inf)
-        return _top_scores(score, f)
+        return density * delta
+
+
+def dpc_knn_coverage(features: torch.Tensor, f: int, *, k: int = 2) -> torch.Tensor:
+    """DPC-kNN with coverage: the best-scoring frame of each of ``f`` equal strata of time, with the
+    first and the last frame of the window always kept.
+
+    Plain DPC-kNN may leave long stretches without a kept frame, which is what hurts when pruned
+    frames are recovered by interpolation. Here stratum ``s`` holds the frames ``i`` with
+    ``floor(i * f / t) == s``, so the gap between consecutive kept frames is below two strata,
+    ``2 * ceil(t / f)`` frames, while each stratum still keeps its density peak. Ties go to the
+    earlier frame. ``f == 1`` keeps the best frame overall.
+
+    Returns:
+        ``(b, f)`` int64 indices, ascending.
+    """
+    b, t = features.shape[:2]
+    if not 1 <= f <= t:
+        raise ValueError(f"dpc_knn_coverage cannot pick {f} of {t} frames")
+    score = dpc_knn_scores(features, k=k)
+    frame = torch.arange(t, device=score.device)
+    stratum = frame * f // t
+    if f > 1:
+        # The window's ends lie in the first and last strata: make them win there.
+        ends = (frame == 0) | (frame == t - 1)
+        score = torch.where(ends, torch.full_like(score, math.inf), score)
+    in_stratum = stratum[:, None] == torch.arange(f, device=score.device)[None, :]  # (t, f)
+    # argmax returns the first maximal index, so ties go to the earlier frame.
+    return torch.where(in_stratum[None], score[:, :, None], -math.inf).argmax(dim=1)
 
 
 def uniform(features: torch.Tensor, f: int, *, exclude: Optional[int] = None) -> torch.Tensor:
@@ -102,6 +138,19 @@ class DpcKnnSelector:
         return f"DpcKnnSelector(k={self.k})"
 
 
+class CoverageSelector:
+    """:func:`dpc_knn_coverage` with a fixed ``k``, as a picklable callable."""
+
+    def __init__(self, k: int = 2) -> None:
+        self.k = k
+
+    def __call__(self, features: torch.Tensor, f: int) -> torch.Tensor:
+        return dpc_knn_coverage(features, f, k=self.k)
+
+    def __repr__(self) -> str:
+        return f"CoverageSelector(k={self.k})"
+
+
 class RandomSelector:
     """Random frames per sample (the paper's random-sampling ablation).
 
@@ -124,7 +173,7 @@ class RandomSelector:
         return f"RandomSelector(seed={self.seed})"
 
 
-SELECTORS = ("dpc_knn", "uniform", "random")
+SELECTORS = ("dpc_knn", "dpc_knn_coverage", "uniform", "random")
 
 
 def resolve_selector(selector: Union[str, Selector], *, k: int = 2, seed: int = 0) -> Selector:
@@ -133,6 +182,8 @@ def resolve_selector(selector: Union[str, Selector], *, k: int = 2, seed: int = 
         return selector
     if selector == "dpc_knn":
         return DpcKnnSelector(k)
+    if selector == "dpc_knn_coverage":
+        return CoverageSelector(k)
     if selector == "uniform":
         return uniform
     if selector == "random":
