@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import dataclasses
 import importlib
 import importlib.util
@@ -31,7 +32,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -42,10 +43,15 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .inference import detect_seq2frame, model_num_frames, predict, select_prediction
 from .metrics import MM_PER_M, mpjpe, mpjve, pose_metrics
-from .wrapping import HOT_PARAMETERS, checkpoint_state_dict, reset_x_token, wrap_with_hot
+from .clustering import SELECTORS
+from .recovery import RECOVERY_MODES
+from .wrapping import HOT_PARAMETERS, checkpoint_state_dict, wrap_with_hot
 
-__all__ = ["TrainConfig", "train", "evaluate", "compute_loss", "save_checkpoint", "load_checkpoint",
-           "load_pretrained", "main"]
+__all__ = ["TrainConfig", "train", "evaluate", "compute_loss", "DistillationLoss", "ExtraLoss", "save_checkpoint",
+           "load_checkpoint", "load_pretrained", "main"]
+
+#: ``extra_loss(model, inputs, outputs, targets) -> scalar``, added to the training loss of every step.
+ExtraLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class TrainConfig:
@@ -118,6 +124,35 @@ def compute_loss(model: nn.Module, output: torch.Tensor, target: torch.Tensor,
     if velocity_weight:
         loss = loss + velocity_weight * mpjve(pred, target)
     return loss
+
+
+class DistillationLoss:
+    """Keep a HoT model close to the model it was made from: ``weight x MPJPE(student, teacher)``.
+
+    The teacher is a frozen copy of the unwrapped, pretrained model; its predictions on the same
+    inputs are a second target. The term is in the same unit as the training loss (MPJPE, in the
+    targets' unit), so ``weight = 1`` counts the teacher as much as the ground truth. Use it as
+    ``train(..., extra_loss=DistillationLoss(teacher, 1.0))`` or ``--distill-weight 1``.
+    """
+
+    def __init__(self, teacher: nn.Module, weight: float = 1.0) -> None:
+        if weight < 0:
+            raise ValueError(f"the distillation weight must be >= 0, got {weight}")
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.weight = weight
+
+    def __call__(self, model: nn.Module, inputs: torch.Tensor, outputs: torch.Tensor,
+                 targets: torch.Tensor) -> torch.Tensor:
+        t = targets.shape[1]
+        with torch.no_grad():
+            if next(self.teacher.parameters()).device != inputs.device:
+                self.teacher.to(inputs.device)
+            wanted = select_prediction(self.teacher, self.teacher(inputs), t)
+        pred = select_prediction(model, outputs, t)
+        if pred.shape[1] != wanted.shape[1]:  # a seq2frame student learns the teacher's centre frame
+            centre = (t - 1) // 2
+            wanted = wanted[:, centre:centre + 1]
+        return self.weight * mpjpe(pred, wanted)
 
 
 def _sequences_of(data: Any) -> List[Tuple[np.ndarray, np.ndarray]]:
@@ -240,7 +275,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
-          config: Optional[TrainConfig] = None) -> List[Dict[str, Any]]:
+          config: Optional[TrainConfig] = None, extra_loss: Optional[ExtraLoss] = None) -> List[Dict[str, Any]]:
     """Train ``model`` on ``train_set`` and evaluate it on ``test_set`` every ``eval_every`` epochs.
 
     Args:
@@ -249,9 +284,12 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
             :class:`~hourglass_tokenizer.data.PoseWindowDataset` (targets in metres).
         test_set: test sequences (see :func:`evaluate`) or ``None``.
         config: :class:`TrainConfig`.
+        extra_loss: ``extra_loss(model, inputs, outputs, targets) -> scalar tensor`` added to every
+            step's loss (e.g. :class:`DistillationLoss`); ``model`` is the bare model (not DDP).
 
     Returns:
-        The history: one dict per epoch with ``epoch``, ``lr``, ``train_loss`` (mm), ``steps``,
+        The history: one dict per epoch with ``epoch``, ``lr``, ``train_loss`` (mm; the pose loss
+        alone), ``extra_loss`` (mm-scaled mean of ``extra_loss``, when given), ``steps``,
         ``seconds`` and, where evaluated, ``mpjpe`` / ``p_mpjpe`` / ``n_mpjpe`` (mm). A resumed run
         returns the earlier epochs' entries too. With ``out_dir``, ``last.pt`` is written every epoch
         and ``best.pt`` whenever the test MPJPE improves (or every epoch without a test set).
@@ -310,18 +348,24 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
             if config.max_steps is not None:
                 n_steps = min(n_steps, config.max_steps - steps_total)
             net.train()
-            loss_sum, count = 0.0, 0
+            loss_sum, extra_sum, count = 0.0, 0.0, 0
             bar = _progress(n_steps, f"epoch {epoch + 1}/{config.epochs}", show)
             # zip stops before the loader builds a batch that would not be used.
             for _, (x, y) in zip(range(n_steps), loader):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                loss = compute_loss(model, net(x), y, config.velocity_weight)
+                output = net(x)
+                pose_loss = compute_loss(model, output, y, config.velocity_weight)
+                loss = pose_loss
+                if extra_loss is not None:
+                    extra = extra_loss(model, x, output, y)
+                    loss = loss + extra
+                    extra_sum += float(extra.detach()) * len(x)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.clip_grad:
                     nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
                 optimizer.step()
-                loss_sum += float(loss.detach()) * len(x)
+                loss_sum += float(pose_loss.detach()) * len(x)
                 count += len(x)
                 steps_total += 1
                 if bar is not None:
@@ -330,11 +374,13 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
             if bar is not None:
                 bar.close()
             if world > 1:  # report the loss over all processes
-                totals = torch.tensor([loss_sum, count], dtype=torch.float64, device=device)
+                totals = torch.tensor([loss_sum, extra_sum, count], dtype=torch.float64, device=device)
                 dist.all_reduce(totals)
-                loss_sum, count = float(totals[0]), int(totals[1])
+                loss_sum, extra_sum, count = float(totals[0]), float(totals[1]), int(totals[2])
             entry: Dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / max(count, 1) * MM_PER_M,
                                      "steps": n_steps}
+            if extra_loss is not None:
+                entry["extra_loss"] = extra_sum / max(count, 1) * MM_PER_M
             last = epoch == config.epochs - 1 or (config.max_steps is not None and steps_total >= config.max_steps)
             evaluate_now = test_set is not None and ((epoch + 1) % config.eval_every == 0 or last)
             if rank == 0:
@@ -424,11 +470,18 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--hot", action="store_true", help="wrap the model with HoT")
     h.add_argument("--prune-block", type=int, default=None, help="blocks before pruning (default: paper setting)")
     h.add_argument("--tokens", type=int, default=None, help="representative frames kept (default: paper setting)")
-    h.add_argument("--no-recover", action="store_true", help="TPC only (seq2frame): no token recovering attention")
-    h.add_argument("--selector", default="dpc_knn", choices=["dpc_knn", "uniform", "random"])
+    h.add_argument("--recover", default="tra+interpolate", choices=list(RECOVERY_MODES) + ["none"],
+                   help="how pruned frames come back before the head: tra+interpolate (default: starts as the "
+                        "training-free interpolation, for fine-tuning a pretrained model), tra (the paper's TRA), "
+                        "interpolate, nearest, or none (TPC only, seq2frame)")
+    h.add_argument("--no-recover", action="store_true", help="the same as --recover none")
+    h.add_argument("--selector", default="dpc_knn", choices=list(SELECTORS))
     h.add_argument("--x-token-init", default="zeros", choices=["zeros", "position"],
-                   help="TRA queries start at zeros (paper) or at the model's temporal position embedding "
-                        "(taken after --init-from; recovers much faster when fine-tuning)")
+                   help="with --recover tra: TRA's queries start at zeros (paper) or at the model's temporal "
+                        "position embedding (taken from the --init-from weights)")
+    h.add_argument("--distill-weight", type=float, default=0.0,
+                   help="add W x MPJPE(HoT model, frozen --init-from model) to the loss (same unit as the pose "
+                        "loss: W=1 weighs the pretrained model's prediction like the ground truth)")
     d = p.add_argument_group("data")
     d.add_argument("--data", default=DEFAULT_CMU_PATH, help=f"CMU-format .npz (default {DEFAULT_CMU_PATH})")
     d.add_argument("--cameras", type=int, default=4, help="virtual cameras per clip")
@@ -482,9 +535,46 @@ def make_cmu_datasets(path: str, num_frames: int, *, cameras: int = 4, noise_px:
             PoseWindowDataset(test_seqs, num_frames, stride=num_frames))
 
 
+def _prepare_model(model: nn.Module, args: argparse.Namespace, parser: argparse.ArgumentParser
+                   ) -> Optional[nn.Module]:
+    """Load ``--init-from`` and wrap with ``--hot``, in the documented order: a plain checkpoint is
+    loaded first and the model wrapped after it (so ``x_token_init="position"`` sees the pretrained
+    embedding); a HoT checkpoint (a fine-tune to continue) is loaded into the wrapped model. Returns
+    the distillation teacher, a copy of the model before wrapping, when ``--distill-weight`` is set."""
+    recover = False if args.no_recover or args.recover == "none" else args.recover
+    x_token_init = args.x_token_init if recover == "tra" else "zeros"
+    if args.x_token_init != "zeros" and recover != "tra":
+        parser.error(f"--x-token-init {args.x_token_init} needs --recover tra (got --recover "
+                     f"{'none' if recover is False else recover})")
+    if args.distill_weight and not (args.hot and args.init_from):
+        parser.error("--distill-weight needs --hot and --init-from (the teacher is the pretrained model)")
+
+    def wrap() -> None:
+        wrap_with_hot(model, args.prune_block, args.tokens, recover=recover, selector=args.selector,
+                      x_token_init=x_token_init)
+
+    teacher = None
+    if args.init_from:
+        state = _state_dict_of(args.init_from)
+        if any(k.split(".")[0] in HOT_PARAMETERS for k in state):
+            if not args.hot:
+                parser.error(f"{args.init_from} holds a HoT model; add --hot with its settings to continue it")
+            wrap()
+            model.load_state_dict(state)
+        else:
+            load_pretrained(model, state)
+            if args.distill_weight:
+                teacher = copy.deepcopy(model)
+        print(f"initialised from {args.init_from}", file=sys.stderr)
+    if args.hot and not getattr(model, "hot", None):
+        wrap()
+    return teacher
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``hot-train`` / ``python -m hourglass_tokenizer train``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # model initialisation
@@ -493,15 +583,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.frames is not None:
         kwargs["maxlen" if args.model.lower() in ("motionbert", "dstformer") else "num_frames"] = args.frames
     model = build_from_spec(args.model, args.config, kwargs)
-    if args.hot:
-        wrap_with_hot(model, args.prune_block, args.tokens, recover=not args.no_recover, selector=args.selector,
-                      x_token_init=args.x_token_init if not args.no_recover else "zeros")
-    if args.init_from:
-        missing = load_pretrained(model, args.init_from)
-        print(f"initialised from {args.init_from}; new (HoT) parameters: {sorted(missing) or 'none'}",
-              file=sys.stderr)
-        if args.hot and "x_token" in missing and args.x_token_init == "position":
-            reset_x_token(model, "position")
+    teacher = _prepare_model(model, args, parser)
     t = model_num_frames(model)
     train_set, test_set = make_cmu_datasets(
         args.data, t, cameras=args.cameras, noise_px=args.noise_px, seed=args.seed,
@@ -515,7 +597,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         resume=args.resume, seed=args.seed, num_workers=args.num_workers, progress=not args.no_progress,
         device=args.device)
     started = time.time()
-    history = train(model, train_set, test_set, config)
+    extra = DistillationLoss(teacher, args.distill_weight) if teacher is not None else None
+    history = train(model, train_set, test_set, config, extra_loss=extra)
     if history and (not dist.is_initialized() or dist.get_rank() == 0):
         last = history[-1]
         scores = f"test MPJPE {last['mpjpe']:.1f} mm, P-MPJPE {last['p_mpjpe']:.1f} mm" if "mpjpe" in last else ""

@@ -1,4 +1,5 @@
 """Training loop: loss falls, checkpoints save/resume/load, fine-tuning from a plain checkpoint, DDP."""
+import copy
 import os
 import socket
 
@@ -9,8 +10,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from hourglass_tokenizer.data import PARENTS, PoseWindowDataset, load_cmu, project_clips
-from hourglass_tokenizer.training import (TrainConfig, compute_loss, evaluate, load_checkpoint, load_pretrained,
-                                          main, train)
+from hourglass_tokenizer.training import (DistillationLoss, TrainConfig, compute_loss, evaluate, load_checkpoint,
+                                          load_pretrained, main, train)
 from hourglass_tokenizer.wrapping import HOT_PARAMETERS
 
 SHARED_CMU = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cmu_mocap_h36m17_50fps.npz")
@@ -79,7 +80,7 @@ def test_loss_falls_checkpoints_resume_and_load_into_a_fresh_wrapped_model(datas
         assert (tmp_path / "a" / name).exists()
     ckpt = load_checkpoint(str(tmp_path / "a" / "last.pt"))
     assert ckpt["epoch"] == 1 and ckpt["optimizer"] is not None and ckpt["config"]["lr"] == 2e-3
-    assert ckpt["hot"] == {"prune_block": 1, "tokens": 9, "recover": True, "selector": "dpc_knn"}
+    assert ckpt["hot"] == {"prune_block": 1, "tokens": 9, "recover": "tra", "selector": "dpc_knn"}
     assert {"pos_embed_token", "x_token"} <= set(ckpt["model"])
 
     # Resume for one more epoch == an uninterrupted 3-epoch run.
@@ -152,18 +153,52 @@ def test_command_line_training_and_fine_tuning(tmp_path, capsys):
     assert main(common + ["--out", str(tmp_path / "hot"), "--hot", "--prune-block", "1", "--tokens", "9",
                           "--init-from", str(tmp_path / "plain" / "best.pt")]) == 0
     out = capsys.readouterr()
-    assert "cross_attention" in out.err and "test MPJPE" in out.out
+    assert "initialised from" in out.err and "test MPJPE" in out.out
     assert load_checkpoint(str(tmp_path / "hot" / "last.pt"))["hot"]["tokens"] == 9
     assert main(common + ["--out", str(tmp_path / "hot"), "--hot", "--prune-block", "1", "--tokens", "9",
                           "--epochs", "2", "--resume"]) == 0
     assert "resumed" in capsys.readouterr().err
     # With lr 0 the fine-tuned x_token is still its start: the pretrained temporal position embedding.
     assert main(common + ["--out", str(tmp_path / "xpos"), "--hot", "--prune-block", "1", "--tokens", "9",
-                          "--x-token-init", "position", "--lr", "0",
+                          "--recover", "tra", "--x-token-init", "position", "--lr", "0",
                           "--init-from", str(tmp_path / "plain" / "best.pt")]) == 0
     pretrained = load_checkpoint(str(tmp_path / "plain" / "best.pt"))["model"]["Temporal_pos_embed"]
     tuned = load_checkpoint(str(tmp_path / "xpos" / "last.pt"))["model"]["x_token"]
     assert torch.equal(tuned, pretrained) and pretrained.abs().sum() > 0
+    # Distillation from the --init-from model; its term is reported next to the pose loss.
+    assert main(common + ["--out", str(tmp_path / "distill"), "--hot", "--prune-block", "1", "--tokens", "9",
+                          "--distill-weight", "0.5", "--init-from", str(tmp_path / "plain" / "best.pt")]) == 0
+    history = load_checkpoint(str(tmp_path / "distill" / "last.pt"))["history"]
+    assert history[-1]["extra_loss"] > 0
+    for wrong, message in ((["--x-token-init", "position"], "needs --recover tra"),
+                           (["--distill-weight", "1"], "needs --hot and --init-from")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(common + ["--out", str(tmp_path / "bad"), "--hot", "--prune-block", "1", "--tokens", "9"] + wrong)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_distillation_pulls_the_hot_model_towards_its_teacher(datasets, tmp_path):
+    """The distillation term falls during training, and the teacher stays frozen."""
+    from hourglass_tokenizer import wrap_with_hot
+
+    train_set, _ = datasets
+    teacher = _mixste(hot=False)
+    train(teacher, train_set, None, _config(tmp_path / "t", epochs=1, out_dir=None))
+    frozen = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = wrap_with_hot(copy.deepcopy(teacher), prune_block=1, tokens=3, recover="tra")
+    distill = DistillationLoss(copy.deepcopy(teacher), weight=1.0)
+    history = train(student, train_set, None, _config(tmp_path / "s", epochs=3, out_dir=None), extra_loss=distill)
+    assert history[-1]["extra_loss"] < history[0]["extra_loss"]
+    assert all(torch.equal(distill.teacher.state_dict()[k], v) for k, v in frozen.items())
+    assert not any(p.requires_grad for p in distill.teacher.parameters())
+    # The term is MPJPE between the two models' predictions, times the weight.
+    x, y = next(iter(torch.utils.data.DataLoader(train_set, batch_size=4)))
+    with torch.no_grad():
+        value = DistillationLoss(teacher, weight=2.0)(student, x, student(x), y)
+        expected = 2.0 * (student(x) - teacher(x)).norm(dim=-1).mean()
+    torch.testing.assert_close(value, expected)
+    with pytest.raises(ValueError, match=">= 0"):
+        DistillationLoss(teacher, weight=-1.0)
 
 
 # ----- DistributedDataParallel on CPU (gloo) --------------------------------------------------------
