@@ -1,41 +1,42 @@
-"""Accuracy benchmark on real motion capture: MixSTE vs HoT on the shared CMU data, on this CPU.
+"""Adopting HoT on a pretrained MixSTE, measured on real motion capture (the CMU split).
 
-2D inputs come from 4 seeded virtual cameras per clip (Human3.6M-like intrinsics, subject about 5 m
-away); models are trained on the train split and scored on the test split (MPJPE, P-MPJPE in mm,
-root-relative camera coordinates). Every row uses the same seed, epochs and learning-rate schedule:
+One strong baseline is trained once and cached; then
 
-* ``baseline``: MixSTE at a CPU-sized config, trained from scratch;
-* ``baseline-ft``: the baseline trained for the same schedule once more, a control for the
-  fine-tuned rows, which also see the schedule twice (pretraining, then fine-tuning);
-* ``hot-scratch``: the same MixSTE wrapped with HoT (DPC-kNN, TRA) and trained from scratch;
-* ``hot-ft``: HoT fine-tuned from the trained baseline (how users adopt it), and a ``tokens`` sweep;
-* ``uniform-ft`` / ``random-ft``: the same with uniform or random frame selection instead of DPC-kNN;
-* ``tpc-ft``: TPC only (``recover=False``, seq2frame: one forward pass per output frame), fine-tuned.
-* ``*-xpos``: TRA's ``x_token`` starts from the baseline's temporal position embedding instead of
-  zeros (``x_token_init="position"``), the recommended way to fine-tune; the selector comparison
-  and the ``tokens`` sweep use it too.
-  ``tokens = T`` is no pruning at all: that sweep point is ``baseline-ft``, the baseline trained as long
-  (keeping every frame saves nothing).
+* **training-free** rows wrap it with no training at all and score every test frame: each recovery
+  (``interpolate``, ``nearest``, untrained ``tra`` with zero and position-embedding queries, and the
+  default ``tra+interpolate``) on a sweep of ``(prune_block, tokens)`` with each selector
+  (``dpc_knn``, ``dpc_knn_coverage``, ``uniform``, ``random``);
+* **fine-tuned** rows continue training the wrapped model for the same number of steps as a
+  control, the baseline trained on unwrapped, with the same data order and learning rate; the test
+  error is recorded along the way (the curve of MPJPE against steps), and distillation from the
+  frozen baseline is swept.
 
-All rows are scored on the same frames (every ``--eval-frame-stride``-th frame of each test sequence)
-so that the seq2frame row, which needs one forward pass per frame, stays affordable.
+2D inputs come from 4 seeded virtual cameras per clip (Human3.6M-like intrinsics); targets are
+root-relative camera-frame 3D; MPJPE and P-MPJPE in mm on every frame of every test sequence.
 
-    python benchmarks/accuracy_cmu.py                 # the default run (about half an hour on 2 cores)
-    python benchmarks/accuracy_cmu.py --quick --out-dir /tmp/acc   # a one-minute smoke run
+    # the baseline (about 15 minutes on one CPU thread), then the benchmark (about an hour)
+    python -m hourglass_tokenizer train --model mixste --config small --frames 27 \\
+        --model-arg embed_dim=64 --model-arg depth=4 --model-arg num_heads=4 --model-arg mlp_hidden_dim=128 \\
+        --epochs 6 --batch-size 16 --threads 1 --seed 0 --out runs/strong_t27 --no-progress
+    python benchmarks/accuracy_cmu.py --baseline runs/strong_t27/last.pt
+    python benchmarks/accuracy_cmu.py --quick --out-dir /tmp/acc     # a one-minute smoke run
 
-Writes ``accuracy_cmu.csv``, ``accuracy_cmu.md`` and ``accuracy_cmu.png`` to ``--out-dir``.
+Fine-tuned rows are cached as JSON under ``--runs-dir``: a second run only computes what is missing,
+and ``--only NAME,...`` runs a subset (so two processes can share the rows). Writes
+``accuracy_cmu_free.csv``, ``accuracy_cmu_finetune.csv``, ``accuracy_cmu.md`` and
+``accuracy_cmu.png`` to ``--out-dir``.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import os
 import platform
-import statistics
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -43,241 +44,304 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, REPO)
 
-from hourglass_tokenizer.wrapping import reset_x_token, wrap_with_hot  # noqa: E402
+from hourglass_tokenizer import wrap_with_hot  # noqa: E402
 from hourglass_tokenizer.data.readers import CMU_ACKNOWLEDGEMENT  # noqa: E402
-from hourglass_tokenizer.flops import count_flops, count_params  # noqa: E402
+from hourglass_tokenizer.flops import count_flops  # noqa: E402
 from hourglass_tokenizer.models import build_model  # noqa: E402
-from hourglass_tokenizer.training import TrainConfig, load_pretrained, make_cmu_datasets, train  # noqa: E402
+from hourglass_tokenizer.training import (DistillationLoss, TrainConfig, evaluate, load_checkpoint,  # noqa: E402
+                                          load_pretrained, make_cmu_datasets, train)
 
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "cmu_mocap_h36m17_50fps.npz")
 DEFAULT_OUT = os.path.join(REPO, "benchmarks", "results")
+SELECTORS = ("dpc_knn", "dpc_knn_coverage", "uniform", "random")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--data", default=DEFAULT_DATA, help="CMU-format .npz")
+    p.add_argument("--baseline", default=None,
+                   help="checkpoint of the trained baseline (see the command above); without it the baseline is "
+                        "trained here with --baseline-epochs and cached under --runs-dir")
+    p.add_argument("--baseline-epochs", type=int, default=6)
     p.add_argument("--out-dir", default=DEFAULT_OUT)
-    p.add_argument("--runs-dir", default=os.path.join(REPO, "runs", "accuracy_cmu"),
-                   help="checkpoints (ignored by git)")
+    p.add_argument("--runs-dir", default=os.path.join(REPO, "runs", "accuracy_cmu"), help="caches (ignored by git)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frames", type=int, default=81)
+    p.add_argument("--frames", type=int, default=27)
     p.add_argument("--embed-dim", type=int, default=64)
-    p.add_argument("--depth", type=int, default=6)
+    p.add_argument("--depth", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--mlp-hidden", type=int, default=128)
-    p.add_argument("--prune-block", type=int, default=2)
-    p.add_argument("--tokens", type=int, default=27)
-    p.add_argument("--sweep", default="9,27,41,81", help="tokens of the fine-tuned HoT sweep")
     p.add_argument("--cameras", type=int, default=4)
-    p.add_argument("--train-stride", type=int, default=9, help="frames between training window centres")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--steps-per-epoch", type=int, default=40)
+    p.add_argument("--train-stride", type=int, default=9)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-decay", type=float, default=0.85)
-    p.add_argument("--eval-frame-stride", type=int, default=8)
+    p.add_argument("--settings", default="1:3,1:5,1:9,2:9,2:13",
+                   help="training-free (prune_block:tokens) sweep")
+    p.add_argument("--finetune-setting", default="1:9", help="(prune_block:tokens) of the fine-tuned rows")
+    p.add_argument("--finetune-steps", type=int, default=600)
+    p.add_argument("--eval-every-steps", type=int, default=150)
+    p.add_argument("--finetune-lr", type=float, default=2e-4, help="constant learning rate of every fine-tuned row")
+    p.add_argument("--distill-weights", default="0.5,1,2", help="distillation sweep on the default recovery")
+    p.add_argument("--only", default=None, help="comma-separated fine-tuned row names to compute (others: cache)")
+    p.add_argument("--skip-free", action="store_true", help="no training-free rows (reuse the CSV if present)")
     p.add_argument("--max-train-clips", type=int, default=None)
     p.add_argument("--max-test-clips", type=int, default=None)
-    p.add_argument("--latency-runs", type=int, default=20)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (1 by default: on a 2-core machine shared with other jobs, two threads "
-                        "ran these small models about 5x slower than one, measured)")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (not for results)")
     args = p.parse_args(argv)
     if args.quick:
-        args.frames, args.embed_dim, args.depth, args.heads, args.mlp_hidden = 27, 32, 3, 2, 64
-        args.prune_block, args.tokens, args.sweep = 1, 9, "3,9,27"
-        args.epochs, args.steps_per_epoch, args.batch_size = 1, 3, 8
-        args.max_train_clips, args.max_test_clips, args.latency_runs = 3, 2, 3
+        args.embed_dim, args.depth, args.heads, args.mlp_hidden = 16, 3, 2, 32
+        args.settings, args.finetune_setting, args.distill_weights = "1:9,2:5", "1:9", "1"
+        args.baseline_epochs, args.finetune_steps, args.eval_every_steps = 1, 4, 2
+        args.max_train_clips, args.max_test_clips, args.cameras = 2, 1, 1
     return args
 
 
+def setting(text: str) -> Tuple[int, int]:
+    block, tokens = text.split(":")
+    return int(block), int(tokens)
+
+
 def make_model(args: argparse.Namespace) -> torch.nn.Module:
-    # Same seed for every row: HoT rows start from the baseline's initial weights.
     torch.manual_seed(args.seed)
     return build_model("mixste", "small", num_frames=args.frames, embed_dim=args.embed_dim, depth=args.depth,
                        num_heads=args.heads, mlp_hidden_dim=args.mlp_hidden)
 
 
-def latency_ms(models: Sequence[torch.nn.Module], frames: int, runs: int) -> List[float]:
-    """Median wall time (ms) of one forward pass of each model on a (1, T, 17, 2) window, eval mode,
-    no grad. The models take turns, run by run, so that load from other jobs on the machine falls on
-    all of them alike rather than on whichever happened to be timed at a busy moment."""
-    x = torch.randn(1, frames, 17, 2, generator=torch.Generator().manual_seed(0))
-    times: List[List[float]] = [[] for _ in models]
-    with torch.no_grad():
-        for model in models:
-            model.eval()
-            for _ in range(3):  # warm-up
-                model(x)
-        for _ in range(runs):
-            for i, model in enumerate(models):
-                start = time.perf_counter()
-                model(x)
-                times[i].append((time.perf_counter() - start) * 1000)
-    return [statistics.median(t) for t in times]
+def baseline_state(args: argparse.Namespace, train_set, test_set) -> Dict[str, torch.Tensor]:
+    if args.baseline:
+        return load_checkpoint(args.baseline)["model"]
+    path = os.path.join(args.runs_dir, "baseline", "last.pt")
+    if not os.path.exists(path):
+        print(f"training the baseline ({args.baseline_epochs} full passes) into {os.path.dirname(path)}", flush=True)
+        config = TrainConfig(epochs=args.baseline_epochs, batch_size=args.batch_size, out_dir=os.path.dirname(path),
+                             eval_every=args.baseline_epochs, seed=args.seed, progress=False)
+        train(make_model(args), train_set, test_set, config)
+    return load_checkpoint(path)["model"]
 
 
-def run_row(name: str, args: argparse.Namespace, train_set, test_set, *, hot: Optional[Dict[str, Any]] = None,
-            init: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, Any]:
+def pretrained(args: argparse.Namespace, state: Dict[str, torch.Tensor]) -> torch.nn.Module:
     model = make_model(args)
+    load_pretrained(model, state)
+    return model.eval()
+
+
+def macs(model: torch.nn.Module, frames: int) -> float:
+    return count_flops(model, torch.zeros(1, frames, 17, 2))
+
+
+# --------------------------------------------------------------------------------------------------
+# training-free
+
+
+def free_rows(args: argparse.Namespace, state, test_set, base_mpjpe: float, base_macs: float) -> List[Dict[str, Any]]:
+    variants: List[Tuple[str, Dict[str, Any]]] = []
+    for block, tokens in map(setting, args.settings.split(",")):
+        for selector in SELECTORS:
+            for recover in ("interpolate", "nearest"):
+                variants.append((recover, dict(prune_block=block, tokens=tokens, recover=recover, selector=selector)))
+        # Untrained TRA, to show why the default starts from the interpolation; and the default itself.
+        variants.append(("tra, x_token zeros", dict(prune_block=block, tokens=tokens, recover="tra")))
+        variants.append(("tra, x_token position", dict(prune_block=block, tokens=tokens, recover="tra",
+                                                       x_token_init="position")))
+        variants.append(("tra+interpolate (default)", dict(prune_block=block, tokens=tokens)))
+    rows = []
+    for label, kwargs in variants:
+        model = wrap_with_hot(pretrained(args, state), **kwargs)
+        scores = evaluate(model, test_set)
+        row = {"recovery": label, "selector": kwargs.get("selector", "dpc_knn"), "prune_block": kwargs["prune_block"],
+               "tokens": kwargs["tokens"], "macs_ratio": macs(model, args.frames) / base_macs,
+               "mpjpe_mm": scores["mpjpe"], "p_mpjpe_mm": scores["p_mpjpe"],
+               "vs_baseline_pct": 100 * (scores["mpjpe"] / base_mpjpe - 1), "frames": scores["frames"]}
+        rows.append(row)
+        print(f"[{time.strftime('%H:%M:%S')}] free ({row['prune_block']}, {row['tokens']}) {label:26s} "
+              f"{row['selector']:17s} MPJPE {row['mpjpe_mm']:7.2f} mm ({row['vs_baseline_pct']:+6.2f}%) "
+              f"MACs {row['macs_ratio']:.3f}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# fine-tuned
+
+
+def finetune_plan(args: argparse.Namespace) -> List[Tuple[str, Optional[Dict[str, Any]], float]]:
+    """(row name, wrap_with_hot kwargs or None for the control, distillation weight)."""
+    block, tokens = setting(args.finetune_setting)
+    hot = dict(prune_block=block, tokens=tokens)
+    plan: List[Tuple[str, Optional[Dict[str, Any]], float]] = [("control", None, 0.0)]
+    for selector in SELECTORS:
+        plan.append((f"tra+interpolate/{selector}", dict(hot, selector=selector), 0.0))
+    plan += [("interpolate/dpc_knn", dict(hot, recover="interpolate"), 0.0),
+             ("interpolate/dpc_knn_coverage", dict(hot, recover="interpolate", selector="dpc_knn_coverage"), 0.0),
+             ("tra-position/dpc_knn", dict(hot, recover="tra", x_token_init="position"), 0.0)]
+    for weight in (float(w) for w in args.distill_weights.split(",") if w.strip()):
+        plan.append((f"tra+interpolate/dpc_knn_coverage+distill{weight:g}", dict(hot, selector="dpc_knn_coverage"),
+                     weight))
+    return plan
+
+
+def finetune_row(args: argparse.Namespace, name: str, hot: Optional[Dict[str, Any]], distill: float, state,
+                 train_set, test_set, base_macs: float) -> Dict[str, Any]:
+    model = pretrained(args, state)
+    extra = DistillationLoss(copy.deepcopy(model), distill) if distill else None
     if hot is not None:
-        wrap_with_hot(model, hot["prune_block"], hot["tokens"], recover=hot.get("recover", True),
-                      selector=hot.get("selector", "dpc_knn"))
-    if init is not None:
-        load_pretrained(model, init)
-    if hot is not None and hot.get("x_token_from"):
-        # TRA's queries start as zeros, so every recovered frame starts identical; starting them from
-        # the pretrained temporal position embedding gives each frame its own query.
-        reset_x_token(model, "position")
-    config = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-                         lr=args.lr, lr_decay=args.lr_decay, eval_every=args.epochs,
-                         eval_frame_stride=args.eval_frame_stride, out_dir=os.path.join(args.runs_dir, name),
-                         seed=args.seed, progress=False)
+        wrap_with_hot(model, **hot)
+    start = evaluate(model, test_set)
+    chunks = max(1, args.finetune_steps // args.eval_every_steps)
+    config = TrainConfig(epochs=chunks, steps_per_epoch=args.eval_every_steps, batch_size=args.batch_size,
+                         lr=args.finetune_lr, lr_decay=1.0, eval_every=1, seed=args.seed, progress=False,
+                         verbose=False)
     started = time.time()
-    history = train(model, train_set, test_set, config)
-    seconds = time.time() - started
-    final = history[-1]
-    example = torch.zeros(1, args.frames, 17, 2)
-    macs = count_flops(model, example)
-    seq2frame = hot is not None and not hot.get("recover", True)
-    row = {
-        "row": name,
-        "selector": hot.get("selector", "dpc_knn") if hot else "-",
-        "prune_block": hot["prune_block"] if hot else "-",
-        "tokens": hot["tokens"] if hot else args.frames,
-        "mode": "seq2frame" if seq2frame else "seq2seq",
-        "init": ("baseline" if init is not None else "scratch")
-        + (f", x_token={hot['x_token_from']}" if hot and hot.get("x_token_from") else ""),
-        "params": count_params(model),
-        "gmacs_per_pass": macs / 1e9,
-        "gmacs_per_frame": macs / 1e9 / (1 if seq2frame else args.frames),
-        "mpjpe_mm": final["mpjpe"],
-        "p_mpjpe_mm": final["p_mpjpe"],
-        "eval_frames": final["frames"],
-        "train_s": seconds,
-        "model": model,
-    }
-    print(f"[{time.strftime('%H:%M:%S')}] {name}: MPJPE {row['mpjpe_mm']:.1f} mm, P-MPJPE {row['p_mpjpe_mm']:.1f} mm, "
-          f"{row['gmacs_per_pass']:.3f} GMACs/pass, trained and scored in {seconds:.0f} s", flush=True)
+    history = train(model, train_set, test_set, config, extra_loss=extra)
+    steps = [0] + [sum(h["steps"] for h in history[:i + 1]) for i in range(len(history))]
+    row = {"row": name, "recovery": (hot or {}).get("recover", "tra+interpolate") if hot else "-",
+           "selector": (hot or {}).get("selector", "dpc_knn") if hot else "-", "distill_weight": distill,
+           "prune_block": hot["prune_block"] if hot else "-", "tokens": hot["tokens"] if hot else args.frames,
+           "macs_ratio": macs(model, args.frames) / base_macs, "steps": steps, "mpjpe_curve": [start["mpjpe"]] + [h["mpjpe"] for h in history],
+           "p_mpjpe_curve": [start["p_mpjpe"]] + [h["p_mpjpe"] for h in history],
+           "train_s": time.time() - started}
     return row
 
 
-COLUMNS = ["row", "mode", "init", "selector", "prune_block", "tokens", "params", "gmacs_per_pass",
-           "gmacs_per_frame", "macs_ratio", "latency_ms_per_pass", "latency_ratio", "mpjpe_mm", "p_mpjpe_mm",
-           "mpjpe_vs_baseline_pct", "mpjpe_vs_control_pct", "eval_frames", "train_s"]
+def cached_finetune_rows(args, state, train_set, test_set, base_macs: float) -> List[Dict[str, Any]]:
+    os.makedirs(args.runs_dir, exist_ok=True)
+    only = set(args.only.split(",")) if args.only else None
+    key = {k: getattr(args, k) for k in ("seed", "frames", "embed_dim", "depth", "heads", "mlp_hidden",
+                                         "finetune_setting", "finetune_steps", "eval_every_steps", "finetune_lr",
+                                         "batch_size", "max_train_clips", "max_test_clips", "cameras", "baseline")}
+    rows = []
+    for name, hot, distill in finetune_plan(args):
+        path = os.path.join(args.runs_dir, "finetune", name.replace("/", "__") + ".json")
+        cached = json.load(open(path)) if os.path.exists(path) else None
+        if cached is not None and cached["key"] == key:
+            rows.append(cached["row"])
+            continue
+        if only is not None and name not in only:
+            continue
+        row = finetune_row(args, name, hot, distill, state, train_set, test_set, base_macs)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
+            json.dump({"key": key, "row": row}, fh)
+        print(f"[{time.strftime('%H:%M:%S')}] fine-tuned {name:45s} MPJPE " +
+              " -> ".join(f"{v:.2f}" for v in row["mpjpe_curve"]) + f" mm ({row['train_s']:.0f} s)", flush=True)
+        rows.append(row)
+    return rows
 
 
-def write_results(rows: List[Dict[str, Any]], args: argparse.Namespace, wall_s: float) -> None:
-    os.makedirs(args.out_dir, exist_ok=True)
-    base = next(r for r in rows if r["row"] == "baseline")
-    # The fair reference of a fine-tuned row is the baseline trained for as long (baseline-ft).
-    control_ft = next((r for r in rows if r["row"] == "baseline-ft"), base)
-    for r in rows:
-        control = control_ft if r["init"].startswith("baseline") else base
-        r["macs_ratio"] = r["gmacs_per_pass"] / base["gmacs_per_pass"]
-        r["latency_ratio"] = r["latency_ms_per_pass"] / base["latency_ms_per_pass"]
-        r["mpjpe_vs_baseline_pct"] = 100 * (r["mpjpe_mm"] / base["mpjpe_mm"] - 1)
-        r["mpjpe_vs_control_pct"] = 100 * (r["mpjpe_mm"] / control["mpjpe_mm"] - 1)
-    with open(os.path.join(args.out_dir, "accuracy_cmu.json"), "w") as fh:
-        json.dump({"args": {k: v for k, v in vars(args).items() if k not in ("out_dir", "runs_dir", "data")},
-                   "data": os.path.basename(args.data), "wall_s": wall_s, "torch": torch.__version__,
-                   "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}, fh, indent=1)
+# --------------------------------------------------------------------------------------------------
+# reporting
 
-    def fmt(value: Any) -> str:
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
 
-    with open(os.path.join(args.out_dir, "accuracy_cmu.csv"), "w", newline="") as fh:
+def write_csv(path: str, rows: List[Dict[str, Any]], columns: Sequence[str]) -> None:
+    with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(COLUMNS)
+        writer.writerow(columns)
         for r in rows:
-            writer.writerow([fmt(r[c]) for c in COLUMNS])
+            writer.writerow([f"{r[c]:.4g}" if isinstance(r[c], float) else r[c] for c in columns])
 
-    header = ["row", "mode", "init", "selector", "prune", "tokens", "GMACs/pass", "GMACs/frame", "MACs ratio",
-              "latency ms/pass", "MPJPE mm", "P-MPJPE mm", "MPJPE vs baseline", "MPJPE vs control"]
-    lines = ["# Accuracy on CMU motion capture (MixSTE vs HoT, CPU-sized)", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        lines.append("| " + " | ".join([
-            r["row"], r["mode"], r["init"], str(r["selector"]), str(r["prune_block"]), str(r["tokens"]),
-            f"{r['gmacs_per_pass']:.3f}", f"{r['gmacs_per_frame']:.4f}", f"{r['macs_ratio']:.3f}",
-            f"{r['latency_ms_per_pass']:.1f}", f"{r['mpjpe_mm']:.1f}", f"{r['p_mpjpe_mm']:.1f}",
-            f"{r['mpjpe_vs_baseline_pct']:+.1f}%", f"{r['mpjpe_vs_control_pct']:+.1f}%"]) + " |")
-    lines += ["", "\"MPJPE vs control\" compares each row with the baseline trained for as long: `baseline` "
-              "for rows trained from scratch, `baseline-ft` (the baseline trained for the schedule a second "
-              "time) for rows fine-tuned from the baseline."]
-    ft = next((r for r in rows if r["row"] == f"hot-ft-{args.tokens}"), None)
-    verdict = []
-    if ft is not None:
-        within = ft["mpjpe_vs_baseline_pct"] <= 2.0
-        cheap = ft["macs_ratio"] <= 0.60
-        verdict.append(f"- Target \"fine-tuned HoT within 2% of the baseline MPJPE at <= 60% of its MACs\": "
-                       f"MPJPE {ft['mpjpe_vs_baseline_pct']:+.1f}% ({'met' if within else 'not met'}), "
-                       f"MACs ratio {ft['macs_ratio']:.3f} ({'met' if cheap else 'not met'}).")
-        if control_ft is not base:
-            verdict.append(f"- Against the equally long-trained control `baseline-ft` ({control_ft['mpjpe_mm']:.1f} mm): "
-                           f"HoT fine-tuned is {ft['mpjpe_vs_control_pct']:+.1f}%.")
-        xpos = next((r for r in rows if r["row"] == f"hot-ft-{args.tokens}-xpos"), None)
-        if xpos is not None:
-            verdict.append(f"- With TRA's `x_token` started from the pretrained temporal position embedding instead of "
-                           f"zeros: {xpos['mpjpe_mm']:.1f} mm ({xpos['mpjpe_vs_baseline_pct']:+.1f}% vs the baseline, "
-                           f"{xpos['mpjpe_vs_control_pct']:+.1f}% vs `baseline-ft`).")
-            verdict.append(f"- Target with that recipe: MPJPE {xpos['mpjpe_vs_baseline_pct']:+.1f}% vs the baseline "
-                           f"({'met' if xpos['mpjpe_vs_baseline_pct'] <= 2.0 else 'not met'}), "
-                           f"{xpos['mpjpe_vs_control_pct']:+.1f}% vs `baseline-ft` "
-                           f"({'met' if xpos['mpjpe_vs_control_pct'] <= 2.0 else 'not met'}).")
-        for suffix, ours in (("", ft), ("-xpos", xpos)):
-            for sel in ("uniform", "random"):
-                other = next((r for r in rows if r["row"] == f"{sel}-ft-{args.tokens}{suffix}"), None)
-                if other is not None and ours is not None:
-                    better = ours["mpjpe_mm"] < other["mpjpe_mm"]
-                    verdict.append(f"- DPC-kNN vs {sel} selection at {args.tokens} tokens, x_token "
-                                   f"{'from the position embedding' if suffix else 'zeros'}: {ours['mpjpe_mm']:.1f} vs "
-                                   f"{other['mpjpe_mm']:.1f} mm ({'DPC-kNN better' if better else 'DPC-kNN not better'}).")
-    tpc = next((r for r in rows if r["mode"] == "seq2frame"), None)
-    scratch = next((r for r in rows if r["row"] == "hot-scratch"), None)
-    if scratch is not None:
-        verdict.append(f"- HoT trained from scratch: {scratch['mpjpe_mm']:.1f} mm ({scratch['mpjpe_vs_baseline_pct']:+.1f}% "
-                       f"vs the baseline) at {scratch['macs_ratio']:.2f} of its MACs and {scratch['latency_ratio']:.2f} "
-                       "of its latency.")
-    if tpc is not None:
-        verdict.append(f"- TPC only (seq2frame): {tpc['mpjpe_mm']:.1f} mm ({tpc['mpjpe_vs_control_pct']:+.1f}% vs "
-                       f"`baseline-ft`), but one forward pass gives one frame: "
-                       f"{tpc['gmacs_per_frame'] / base['gmacs_per_frame']:.0f}x the baseline's MACs per output frame.")
-    lines += ["", "## Verdict", ""] + verdict
-    lines += ["", "## Setup", "",
-              f"- Data: `{os.path.basename(args.data)}` (shared CMU mocap, 17-joint Human3.6M layout, 50 fps); "
-              f"train split for training, test split for scoring; 2D inputs from {args.cameras} seeded virtual "
-              "cameras per clip (focal ~1145 px, 1000x1000 image, subject ~5 m away, no 2D noise), "
-              "normalised screen coordinates; targets root-relative camera-frame 3D.",
-              f"- Model: MixSTE, T={args.frames}, embed_dim={args.embed_dim}, depth={args.depth}, heads={args.heads}, "
-              f"MLP hidden {args.mlp_hidden}. HoT: prune_block={args.prune_block}, tokens={args.tokens} unless the "
-              "row says otherwise; `tokens=T` is no pruning: in the fine-tuned sweep that point is `baseline-ft`.",
-              f"- Training (every row): {args.epochs} epochs x {args.steps_per_epoch} steps of {args.batch_size} "
-              f"windows (window centres every {args.train_stride} frames, random subset per epoch, flip "
-              f"augmentation), AdamW lr {args.lr} decayed x{args.lr_decay} per epoch, weight decay 0.01, gradient "
-              "clipping at norm 1, MPJPE loss (seq2seq: all frames; seq2frame: centre frame). Fine-tuned rows start "
-              "from the trained baseline (`load_pretrained`: only HoT's keys are new) and train for the same "
-              "epochs and schedule again.",
-              f"- Scoring: MPJPE (protocol 1) and P-MPJPE (protocol 2) in mm on every {args.eval_frame_stride}th "
-              f"frame of each test sequence ({rows[0]['eval_frames']} frames, the same for every row), no "
-              "test-time flip, model after the last epoch.",
-              "- MACs: `hourglass_tokenizer.flops.count_flops` (fvcore, attention matmuls included) of one "
-              f"forward pass on a (1, {args.frames}, 17, 2) window; per frame = per pass / T for seq2seq, per pass "
-              "for seq2frame (one output frame per pass). Latency: median of "
-              f"{args.latency_runs} forward passes of one window, batch 1, {args.threads} CPU threads, on a "
-              "machine shared with other jobs (expect noise).",
-              f"- Seed {args.seed} for model initialisation (the same initial weights for every row), data order, "
-              f"flip augmentation and cameras (training cameras seed {args.seed}, test cameras seed "
-              f"{args.seed + 1}).",
-              f"- Wall time of the whole benchmark: {wall_s / 60:.1f} min on {platform.processor() or platform.machine()}, "
-              f"torch {torch.__version__}, {args.threads} threads.",
-              "- This is a short CPU-sized training run on small data: absolute errors are far above published "
-              "Human3.6M figures, and differences of a few percent between rows are within run-to-run noise.",
-              "", "## Acknowledgement", "", CMU_ACKNOWLEDGEMENT, ""]
+
+def report(args, base: Dict[str, float], free: List[Dict[str, Any]], tuned: List[Dict[str, Any]],
+           wall_s: float) -> None:
+    os.makedirs(args.out_dir, exist_ok=True)
+    base_macs = base["macs"]
+    if free:
+        write_csv(os.path.join(args.out_dir, "accuracy_cmu_free.csv"), free,
+                  ["prune_block", "tokens", "macs_ratio", "recovery", "selector", "mpjpe_mm", "p_mpjpe_mm",
+                   "vs_baseline_pct", "frames"])
+    control = next((r for r in tuned if r["row"] == "control"), None)
+    flat = []
+    for r in tuned:
+        final = r["mpjpe_curve"][-1]
+        flat.append({**{k: r[k] for k in ("row", "recovery", "selector", "distill_weight", "prune_block", "tokens",
+                                          "macs_ratio")},
+                     "start_mpjpe_mm": r["mpjpe_curve"][0], "final_mpjpe_mm": final,
+                     "final_p_mpjpe_mm": r["p_mpjpe_curve"][-1], "steps": r["steps"][-1],
+                     "vs_control_pct": 100 * (final / control["mpjpe_curve"][-1] - 1) if control else float("nan"),
+                     "vs_own_start_pct": 100 * (final / r["mpjpe_curve"][0] - 1),
+                     "curve": " ".join(f"{s}:{v:.2f}" for s, v in zip(r["steps"], r["mpjpe_curve"]))})
+    if flat:
+        write_csv(os.path.join(args.out_dir, "accuracy_cmu_finetune.csv"), flat, list(flat[0]))
+
+    lines = ["# Adopting HoT on a pretrained MixSTE (CMU motion capture)", "",
+             f"Baseline: MixSTE T={args.frames}, width {args.embed_dim}, depth {args.depth}, {args.heads} heads, MLP "
+             f"{args.mlp_hidden}; test MPJPE **{base['mpjpe']:.2f} mm** (P-MPJPE {base['p_mpjpe']:.2f} mm) on "
+             f"{base['frames']} test frames, {base_macs / 1e6:.1f} MMACs per window.", ""]
+    if free:
+        lines += ["## Training-free: wrap the trained baseline, no training", "",
+                  "MPJPE change against the baseline (negative: better). Rows: recovery; columns: selector.", ""]
+        for block, tokens in map(setting, args.settings.split(",")):
+            group = [r for r in free if (r["prune_block"], r["tokens"]) == (block, tokens)]
+            if not group:
+                continue
+            lines += [f"**(prune_block, tokens) = ({block}, {tokens})**, MACs ratio {group[0]['macs_ratio']:.2f}", "",
+                      "| recovery | " + " | ".join(SELECTORS) + " |", "|---|" + "---|" * len(SELECTORS)]
+            for label in dict.fromkeys(r["recovery"] for r in group):
+                cells = []
+                for selector in SELECTORS:
+                    hit = next((r for r in group if r["recovery"] == label and r["selector"] == selector), None)
+                    cells.append(f"{hit['vs_baseline_pct']:+.2f} % ({hit['mpjpe_mm']:.1f})" if hit else "")
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            lines.append("")
+        lines += targets_free(free)
+    if flat:
+        lines += ["## Fine-tuned: equal steps, equal data order, against the control", "",
+                  f"Every row continues from the baseline for {flat[0]['steps']} steps of {args.batch_size} windows "
+                  f"at a constant learning rate {args.finetune_lr:g} (AdamW, weight decay 0.01, clipping at 1); the "
+                  f"control is the unwrapped baseline trained the same way. HoT setting "
+                  f"{args.finetune_setting.replace(':', ', ')} (prune_block, tokens).", "",
+                  "| row | MACs ratio | start (training-free) mm | final mm | P-MPJPE mm | vs control | vs own start |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in flat:
+            lines.append(f"| {r['row']} | {r['macs_ratio']:.2f} | {r['start_mpjpe_mm']:.2f} | {r['final_mpjpe_mm']:.2f} | "
+                         f"{r['final_p_mpjpe_mm']:.2f} | {r['vs_control_pct']:+.2f} % | {r['vs_own_start_pct']:+.2f} % |")
+        lines += [""] + targets_tuned(flat)
+    lines += ["## Setup", "",
+              f"- Data: `{os.path.basename(args.data)}`, train split for training, test split for scoring; 2D from "
+              f"{args.cameras} seeded virtual cameras per clip (training seed {args.seed}, test seed {args.seed + 1}); "
+              "no 2D noise; every frame of every test sequence is scored (windows of T frames, edge-padded).",
+              "- MACs: fvcore with attention matmuls (`hourglass_tokenizer.count_flops`), one window, batch 1.",
+              f"- Wall time of this run: {wall_s / 60:.1f} min, {platform.machine()}, torch {torch.__version__}, "
+              f"{args.threads} thread(s). Differences of a few tenths of a percent between fine-tuned rows are "
+              "within the noise of a single seed.", "",
+              "## Acknowledgement", "", CMU_ACKNOWLEDGEMENT, ""]
     with open(os.path.join(args.out_dir, "accuracy_cmu.md"), "w") as fh:
         fh.write("\n".join(lines))
+    plot(args, tuned)
 
+
+def targets_free(free: List[Dict[str, Any]]) -> List[str]:
+    lines = ["Targets for training-free `interpolate` (best selector at each MACs budget):", ""]
+    for budget, tolerance in ((0.5, 0.5), (0.4, 1.0)):
+        fits = [r for r in free if r["recovery"] == "interpolate" and r["macs_ratio"] <= budget]
+        if not fits:
+            lines.append(f"- MACs ratio <= {budget}: no setting in the sweep.")
+            continue
+        best = min(fits, key=lambda r: r["vs_baseline_pct"])
+        met = best["vs_baseline_pct"] <= tolerance
+        lines.append(f"- within {tolerance} % at MACs ratio <= {budget}: {'met' if met else 'not met'}, best "
+                     f"{best['vs_baseline_pct']:+.2f} % with ({best['prune_block']}, {best['tokens']}), "
+                     f"{best['selector']}, MACs ratio {best['macs_ratio']:.2f}.")
+    wins = {s: 0 for s in SELECTORS}
+    for key in {(r["prune_block"], r["tokens"], r["recovery"]) for r in free if r["recovery"] in ("interpolate", "nearest")}:
+        group = [r for r in free if (r["prune_block"], r["tokens"], r["recovery"]) == key]
+        wins[min(group, key=lambda r: r["mpjpe_mm"])["selector"]] += 1
+    lines += ["", "Best selector per (setting, training-free recovery): " +
+              ", ".join(f"{s} {n}" for s, n in wins.items()) + ".", ""]
+    return lines
+
+
+def targets_tuned(flat: List[Dict[str, Any]]) -> List[str]:
+    hot = [r for r in flat if r["row"] != "control"]
+    if not hot:
+        return []
+    best = min(hot, key=lambda r: r["final_mpjpe_mm"])
+    return ["Targets for the best fine-tuned recovery (" + best["row"] + "):", "",
+            f"- no worse than its own training-free start: {'met' if best['vs_own_start_pct'] <= 0 else 'not met'} "
+            f"({best['vs_own_start_pct']:+.2f} %);",
+            f"- within 0.5 % of the control at equal steps: {'met' if best['vs_control_pct'] <= 0.5 else 'not met'} "
+            f"({best['vs_control_pct']:+.2f} %).", ""]
+
+
+def plot(args, tuned: List[Dict[str, Any]]) -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -285,36 +349,21 @@ def write_results(rows: List[Dict[str, Any]], args: argparse.Namespace, wall_s: 
     except ImportError:
         print("matplotlib missing: no PNG", file=sys.stderr)
         return
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    styles = {"baseline-ft": ("gray", "s"), "baseline": ("k", "s"), "hot-scratch": ("tab:orange", "^"),
-              "xpos": ("tab:cyan", "*"), "hot-ft": ("tab:blue", "o"), "uniform-ft": ("tab:green", "v"),
-              "random-ft": ("tab:red", "D"), "tpc-ft": ("tab:purple", "P")}
-    sweep = sorted((r for r in rows if r["row"].startswith("hot-ft-") and r["row"].endswith("-xpos")),
-                   key=lambda r: r["gmacs_per_pass"])
-    if sweep:  # tokens = T (no pruning) is the baseline fine-tuned as long: baseline-ft
-        xs = [r["gmacs_per_pass"] for r in sweep] + [control_ft["gmacs_per_pass"]]
-        ys = [r["mpjpe_mm"] for r in sweep] + [control_ft["mpjpe_mm"]]
-        order = sorted(range(len(xs)), key=xs.__getitem__)
-        ax.plot([xs[i] for i in order], [ys[i] for i in order], "-", color="tab:blue", alpha=0.4,
-                label="HoT fine-tuned, tokens sweep")
-    for r in rows:
-        kind = "xpos" if r["row"].endswith("-xpos") else next((k for k in styles if r["row"].startswith(k)), "")
-        color, marker = styles.get(kind, ("gray", "x"))
-        ax.scatter(r["gmacs_per_pass"], r["mpjpe_mm"], color=color, marker=marker, s=60, zorder=3)
-        ax.annotate(r["row"] + (" (seq2frame)" if r["mode"] == "seq2frame" else ""),
-                    (r["gmacs_per_pass"], r["mpjpe_mm"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlabel("GMACs per forward pass (one window of T=%d frames)" % args.frames)
-    ax.set_ylabel("MPJPE (mm), CMU test split")
-    ax.set_title("MixSTE vs HoT on CMU mocap (CPU-sized training)")
+    if not tuned:
+        return
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in tuned:
+        style = dict(color="black", linewidth=2.5) if r["row"] == "control" else dict(alpha=0.85)
+        ax.plot(r["steps"], r["mpjpe_curve"], marker="o", markersize=3, label=r["row"], **style)
+    ax.set_xlabel("fine-tuning steps (batch %d)" % args.batch_size)
+    ax.set_ylabel("MPJPE (mm), CMU test split, every frame")
+    ax.set_title("HoT on a pretrained MixSTE: fine-tuning against an equally trained control")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(fontsize=7, loc="upper right")
     fig.text(0.01, 0.01, "Data: mocap.cs.cmu.edu (NSF EIA-0196217)", fontsize=7, color="gray")
     fig.tight_layout()
     fig.savefig(os.path.join(args.out_dir, "accuracy_cmu.png"), dpi=120)
     plt.close(fig)
-
-
-XPOS = "Temporal_pos_embed"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -322,44 +371,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.time()
     if not os.path.exists(args.data):
-        print(f"data file not found: {args.data} (the shared CMU file lives in ../shared/data)", file=sys.stderr)
+        print(f"data file not found: {args.data}; make one with `python -m hourglass_tokenizer data bvh ...`",
+              file=sys.stderr)
         return 2
     train_set, test_set = make_cmu_datasets(args.data, args.frames, cameras=args.cameras, seed=args.seed,
                                             train_stride=args.train_stride, flip=True,
                                             max_train_clips=args.max_train_clips, max_test_clips=args.max_test_clips)
-    print(f"{len(train_set)} training windows, {len(test_set.sequences)} test sequences; "
-          f"{args.epochs} x {args.steps_per_epoch} steps per row", flush=True)
-    pb, tok = args.prune_block, args.tokens
-    rows = [run_row("baseline", args, train_set, test_set)]
-    baseline_state = {k: v.detach().clone() for k, v in rows[0]["model"].state_dict().items()}
-    plan: List[tuple] = [
-        # Control: fine-tuned rows get the schedule twice (pretraining + fine-tuning); so does this one.
-        ("baseline-ft", None, baseline_state),
-        ("hot-scratch", dict(prune_block=pb, tokens=tok), None),
-        (f"hot-ft-{tok}", dict(prune_block=pb, tokens=tok), baseline_state),
-        (f"uniform-ft-{tok}", dict(prune_block=pb, tokens=tok, selector="uniform"), baseline_state),
-        (f"random-ft-{tok}", dict(prune_block=pb, tokens=tok, selector="random"), baseline_state),
-        (f"tpc-ft-{tok}", dict(prune_block=pb, tokens=tok, recover=False), baseline_state),
-        (f"hot-ft-{tok}-xpos", dict(prune_block=pb, tokens=tok, x_token_from=XPOS), baseline_state),
-        (f"uniform-ft-{tok}-xpos", dict(prune_block=pb, tokens=tok, selector="uniform", x_token_from=XPOS),
-         baseline_state),
-        (f"random-ft-{tok}-xpos", dict(prune_block=pb, tokens=tok, selector="random", x_token_from=XPOS),
-         baseline_state),
-    ]
-    # The tokens sweep uses the recommended fine-tuning recipe (x_token from the position embedding).
-    for f in (int(s) for s in args.sweep.split(",") if s.strip()):
-        if f != tok and f < args.frames:  # f == T is no pruning: the baseline-ft row
-            plan.append((f"hot-ft-{f}-xpos", dict(prune_block=pb, tokens=f, x_token_from=XPOS), baseline_state))
-    models = [rows[0]["model"]]
-    for name, hot, init in plan:
-        row = run_row(name, args, train_set, test_set, hot=hot, init=init)
-        models.append(row.pop("model"))
-        rows.append(row)
-    for row, ms in zip(rows, latency_ms(models, args.frames, args.latency_runs)):
-        row["latency_ms_per_pass"] = ms
-    wall = time.time() - started
-    write_results(rows, args, wall)
-    print(f"benchmark wall time {wall / 60:.1f} min; results in {args.out_dir}", flush=True)
+    state = baseline_state(args, train_set, test_set)
+    model = pretrained(args, state)
+    scores = evaluate(model, test_set)
+    base = {"mpjpe": scores["mpjpe"], "p_mpjpe": scores["p_mpjpe"], "frames": scores["frames"],
+            "macs": macs(model, args.frames)}
+    print(f"baseline: MPJPE {base['mpjpe']:.2f} mm, P-MPJPE {base['p_mpjpe']:.2f} mm on {base['frames']} frames",
+          flush=True)
+    free: List[Dict[str, Any]] = []
+    free_csv = os.path.join(args.out_dir, "accuracy_cmu_free.csv")
+    if not args.skip_free:
+        free = free_rows(args, state, test_set, base["mpjpe"], base["macs"])
+    elif os.path.exists(free_csv):
+        with open(free_csv) as fh:
+            free = [{k: (float(v) if k in ("macs_ratio", "mpjpe_mm", "p_mpjpe_mm", "vs_baseline_pct") else
+                         int(v) if k in ("prune_block", "tokens", "frames") else v) for k, v in r.items()}
+                    for r in csv.DictReader(fh)]
+    tuned = cached_finetune_rows(args, state, train_set, test_set, base["macs"])
+    report(args, base, free, tuned, time.time() - started)
+    print(f"done in {(time.time() - started) / 60:.1f} min; results in {args.out_dir}", flush=True)
     return 0
 
 

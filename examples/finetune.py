@@ -2,21 +2,24 @@
 
 1. Build the plain model (here the built-in MixSTE) and load its pretrained weights, or, without
    ``--init-from``, pretrain it briefly here so the example runs end to end.
-2. Wrap it with HoT (``wrap_with_hot``) and load the plain checkpoint into the wrapped model: only
-   HoT's new parameters (``pos_embed_token``, ``x_token``, ``cross_attention.*``) are missing.
-3. Fine-tune, then compare accuracy and MACs with the plain model.
+2. Wrap it with HoT (``wrap_with_hot``), after loading the weights. The default recovery,
+   ``"tra+interpolate"``, starts as a training-free interpolation of the kept frames, so the
+   wrapped model is already about as accurate as the plain one.
+3. Fine-tune (optionally with distillation from the plain model), then compare accuracy and MACs.
 
     python examples/finetune.py --epochs 2                                # pretrain briefly, then fine-tune
     python examples/finetune.py --init-from runs/mixste/best.pt --frames 81 --embed-dim 64 --depth 6
 
-The same from the command line: ``hot-train --hot --prune-block 2 --tokens 27 --init-from ckpt.pt``.
-Data: the shared CMU motion capture (``../shared/data/cmu_mocap_h36m17_50fps.npz``), 2D inputs from
-virtual cameras. The data used in this project was obtained from mocap.cs.cmu.edu. The database was
-created with funding from NSF EIA-0196217.
+The same from the command line:
+``hot-train --hot --prune-block 1 --tokens 9 --init-from ckpt.pt --distill-weight 1``.
+Data: motion capture in the CMU layout (``--data motion.npz``; make one from BVH files with
+``python -m hourglass_tokenizer data bvh``), 2D inputs from virtual cameras. The data used in this
+project was obtained from mocap.cs.cmu.edu. The database was created with funding from NSF EIA-0196217.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 import sys
@@ -29,8 +32,8 @@ from hourglass_tokenizer import wrap_with_hot  # noqa: E402
 from hourglass_tokenizer.data.readers import DEFAULT_CMU_PATH  # noqa: E402
 from hourglass_tokenizer.flops import count_flops  # noqa: E402
 from hourglass_tokenizer.models import build_model  # noqa: E402
-from hourglass_tokenizer.training import (TrainConfig, evaluate, load_pretrained, make_cmu_datasets,  # noqa: E402
-                                          save_checkpoint, train)
+from hourglass_tokenizer.training import (DistillationLoss, TrainConfig, evaluate, load_pretrained,  # noqa: E402
+                                          make_cmu_datasets, save_checkpoint, train)
 
 
 def main() -> int:
@@ -44,6 +47,7 @@ def main() -> int:
     p.add_argument("--tokens", type=int, default=9)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--steps-per-epoch", type=int, default=30)
+    p.add_argument("--distill-weight", type=float, default=1.0, help="0: no distillation")
     p.add_argument("--out", default=os.path.join("runs", "finetune_example"))
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
@@ -69,10 +73,14 @@ def main() -> int:
     plain = make_model()
     load_pretrained(plain, pretrained)  # a plain model: nothing is missing
 
-    model = wrap_with_hot(make_model(), args.prune_block, args.tokens)
-    missing = load_pretrained(model, pretrained)
-    print(f"new HoT parameters (initialised fresh): {sorted(missing)}")
-    train(model, train_set, test_set, dataclasses.replace(config, out_dir=os.path.join(args.out, "hot")))
+    model = make_model()
+    load_pretrained(model, pretrained)  # the documented order: load the weights, then wrap
+    teacher = DistillationLoss(copy.deepcopy(model), args.distill_weight) if args.distill_weight else None
+    wrap_with_hot(model, args.prune_block, args.tokens)
+    before = evaluate(model, test_set, frame_stride=4)
+    print(f"HoT before fine-tuning (training-free start): MPJPE {before['mpjpe']:.1f} mm")
+    train(model, train_set, test_set, dataclasses.replace(config, out_dir=os.path.join(args.out, "hot")),
+          extra_loss=teacher)
 
     x = torch.zeros(1, args.frames, 17, 2)
     for name, m in (("plain", plain), ("HoT", model)):
