@@ -12,19 +12,26 @@ VideoPose3D layouts (``np.savez_compressed`` of pickled dicts, so they need ``al
 
 Only open files you trust: unpickling runs code.
 
-The shared CMU file (``cmu_mocap_h36m17_50fps.npz``, no pickles) holds ``positions`` (N, 17, 3) world
-metres (Y up), ``clip_offsets`` (K+1,), ``clip_names`` (K,), ``split`` (K,) ``train``/``test``, ``fps``,
-``joint_names``, ``parents`` and ``licence``.
+Upstream references for these layouts: facebookresearch/VideoPose3D ``data/prepare_data_h36m.py`` (writes
+``positions_3d`` and the ground-truth ``positions_2d``/``metadata``), ``common/h36m_dataset.py`` (cameras,
+the 32 -> 17 joint reduction) and ``DATASETS.md`` (the CPN detections file).
+
+The CMU motion layout (no pickles), written by ``python -m hourglass_tokenizer data bvh``, holds
+``positions`` (N, 17, 3) world metres (Y up), ``clip_offsets`` (K+1,), ``fps`` and, optionally,
+``clip_names`` (K,), ``split`` (K,) ``train``/``test``, ``joint_names``, ``parents`` and ``licence``.
 """
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .skeleton import H36M_32_TO_17, NUM_JOINTS
+from .skeleton import H36M_32_TO_17, JOINT_NAMES, NUM_JOINTS, PARENTS
 
 PathLike = Union[str, os.PathLike]
 
@@ -34,13 +41,67 @@ CMU_ACKNOWLEDGEMENT = ("The data used in this project was obtained from mocap.cs
                        "The database was created with funding from NSF EIA-0196217.")
 
 
-def _load_pickled_dict(path: PathLike, key: str):
-    with np.load(path, allow_pickle=True) as data:
-        if key not in data.files:
-            raise KeyError(f"{path}: no key {key!r} (keys: {data.files})")
-        value = data[key]
-    # savez stores a dict as a 0-d object array.
-    return value.item() if value.dtype == object and value.shape == () else value
+class DataError(Exception):
+    """A data file the user named is missing or not in the expected layout (a user error, not a bug)."""
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+    """A data file does not exist; the message names the path tried and how to get or make the file."""
+
+
+class DataLayoutError(DataError, ValueError):
+    """A data file exists but its keys, shapes or skeleton are not what the reader expects."""
+
+
+#: How to make a motion file in the layout :func:`load_cmu` reads (quoted in error messages).
+MAKE_MOTION_HINT = ("make one from BVH motion capture (e.g. the CMU database at mocap.cs.cmu.edu) with "
+                    "'python -m hourglass_tokenizer data bvh BVH_DIR -o motion.npz'")
+
+
+def _require_file(path: PathLike, what: str, hint: str) -> None:
+    if not os.path.isfile(path):
+        raise DataFileNotFoundError(f"{what} not found: {os.fspath(path)!r}; {hint}")
+
+
+def _open_npz(path: PathLike, expected_keys: Sequence[str], *, allow_pickle: bool = False) -> dict:
+    """All arrays of an ``.npz`` as a dict, after checking that ``expected_keys`` are all present."""
+    if not zipfile.is_zipfile(path):
+        raise DataLayoutError(f"{os.fspath(path)}: not an .npz archive (expected numpy's zip of arrays with "
+                              f"keys {list(expected_keys)})")
+    try:
+        with np.load(path, allow_pickle=allow_pickle) as data:
+            found = list(data.files)
+            missing = [k for k in expected_keys if k not in found]
+            if missing:
+                raise DataLayoutError(f"{os.fspath(path)}: expected keys {list(expected_keys)}, found {found} "
+                                      f"(missing {missing})")
+            return {k: data[k] for k in found}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:  # not an npz at all, or a truncated one
+        raise DataLayoutError(f"{os.fspath(path)}: not a readable .npz archive ({exc})") from None
+
+
+def _load_pickled_dicts(path: PathLike, keys: Sequence[str], hint: str) -> List[dict]:
+    """Keys ``keys`` of a VideoPose3D archive, each a dict that ``savez`` stored as a 0-d object array."""
+    _require_file(path, "VideoPose3D file", hint)
+    arrays = _open_npz(path, keys, allow_pickle=True)
+    values = []
+    for key in keys:
+        value = arrays[key]
+        if value.dtype == object and value.shape == ():
+            value = value.item()
+        if not isinstance(value, dict):
+            raise DataLayoutError(f"{os.fspath(path)}: {key!r} should be a pickled dict (VideoPose3D's layout), "
+                                  f"found an array of shape {value.shape}")
+        values.append(value)
+    return values
+
+
+#: How to get VideoPose3D's Human3.6M files (quoted in error messages).
+H36M_HINT = ("Human3.6M cannot be redistributed: request it at vision.imar.ro/human3.6m, then prepare "
+             "data_3d_h36m.npz and the 2D files with VideoPose3D's data/prepare_data_h36m.py and its "
+             "DATASETS.md (github.com/facebookresearch/VideoPose3D)")
 
 
 def load_h36m_3d(path: PathLike, subjects: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, np.ndarray]]:
@@ -49,7 +110,7 @@ def load_h36m_3d(path: PathLike, subjects: Optional[Sequence[str]] = None) -> Di
     32-joint arrays are reduced to the 17 joints of :mod:`hourglass_tokenizer.data.skeleton`;
     arrays that already have 17 joints are kept as they are. ``subjects`` restricts the subjects read.
     """
-    data = _load_pickled_dict(path, "positions_3d")
+    data, = _load_pickled_dicts(path, ["positions_3d"], H36M_HINT)
     out: Dict[str, Dict[str, np.ndarray]] = {}
     for subject, actions in data.items():
         if subjects is not None and subject not in subjects:
@@ -58,11 +119,11 @@ def load_h36m_3d(path: PathLike, subjects: Optional[Sequence[str]] = None) -> Di
         for action, positions in actions.items():
             positions = np.asarray(positions, dtype=np.float32)
             if positions.ndim != 3 or positions.shape[-1] != 3:
-                raise ValueError(f"{subject}/{action}: expected (N, J, 3), got {positions.shape}")
+                raise DataLayoutError(f"{path}: {subject}/{action}: expected (N, J, 3) positions, got {positions.shape}")
             if positions.shape[1] == 32:
                 positions = positions[:, list(H36M_32_TO_17)]
             elif positions.shape[1] != NUM_JOINTS:
-                raise ValueError(f"{subject}/{action}: expected 32 or 17 joints, got {positions.shape[1]}")
+                raise DataLayoutError(f"{path}: {subject}/{action}: expected 32 or 17 joints, got {positions.shape[1]}")
             out[subject][action] = np.ascontiguousarray(positions)
     return out
 
@@ -73,8 +134,7 @@ def load_h36m_2d(path: PathLike) -> Tuple[Dict[str, Dict[str, List[np.ndarray]]]
     Returns ``(positions_2d, metadata)``: ``subject -> action -> list per camera of (N, J, 2)``
     float32 pixels, and the metadata dict (``num_joints``, ``keypoints_symmetry``, ...).
     """
-    positions = _load_pickled_dict(path, "positions_2d")
-    metadata = _load_pickled_dict(path, "metadata")
+    positions, metadata = _load_pickled_dicts(path, ["positions_2d", "metadata"], H36M_HINT)
     out: Dict[str, Dict[str, List[np.ndarray]]] = {}
     for subject, actions in positions.items():
         out[subject] = {}
@@ -83,7 +143,7 @@ def load_h36m_2d(path: PathLike) -> Tuple[Dict[str, Dict[str, List[np.ndarray]]]
             for kp in per_camera:
                 kp = np.asarray(kp, dtype=np.float32)
                 if kp.ndim != 3 or kp.shape[-1] != 2:
-                    raise ValueError(f"{subject}/{action}: expected (N, J, 2), got {kp.shape}")
+                    raise DataLayoutError(f"{path}: {subject}/{action}: expected (N, J, 2) keypoints, got {kp.shape}")
                 cams.append(kp)
             out[subject][action] = cams
     return out, dict(metadata)
@@ -93,19 +153,48 @@ def align_2d_to_3d(keypoints_2d: np.ndarray, positions_3d: np.ndarray) -> np.nda
     """Trim 2D detections to the mocap length (they can be a few frames longer), as VideoPose3D does."""
     n = len(positions_3d)
     if len(keypoints_2d) < n:
-        raise ValueError(f"2D sequence ({len(keypoints_2d)} frames) shorter than the 3D one ({n})")
+        raise DataLayoutError(f"2D sequence ({len(keypoints_2d)} frames) shorter than the 3D one ({n})")
     return keypoints_2d[:n]
+
+
+def split_clips(clip_names: Sequence[str], spec: str) -> np.ndarray:
+    """A ``train``/``test`` label per clip from a split specification.
+
+    ``spec`` is one of:
+
+    * ``"train"`` or ``"test"``: every clip gets that label;
+    * ``"every:N"``: every N-th clip counting back from the last is ``test`` (clips K-1, K-1-N, ...),
+      so any file of at least two clips has both splits;
+    * ``"glob:PATTERN"``: clips whose name matches the shell pattern (``fnmatch``) are ``test``.
+    """
+    names = [str(n) for n in clip_names]
+    kind, _, arg = spec.partition(":")
+    if spec in ("train", "test"):
+        labels = [spec] * len(names)
+    elif kind == "every" and arg.isdigit() and int(arg) >= 1:
+        n = int(arg)
+        labels = ["test" if (len(names) - 1 - i) % n == 0 else "train" for i in range(len(names))]
+    elif kind == "glob" and arg:
+        labels = ["test" if fnmatch.fnmatchcase(name, arg) else "train" for name in names]
+    else:
+        raise ValueError(f"split specification {spec!r} not understood: expected 'train', 'test', 'every:N' "
+                         "(N >= 1) or 'glob:PATTERN'")
+    return np.array(labels, dtype="<U5")
 
 
 @dataclass
 class CMUMocap:
-    """The shared CMU motion capture in the 17-joint Human3.6M layout (world metres, Y up)."""
+    """Motion capture in the 17-joint Human3.6M layout (world metres, Y up), clip by clip.
+
+    ``split`` is ``None`` when the file has no split; :meth:`with_split` assigns one.
+    """
 
     positions: np.ndarray
     clip_offsets: np.ndarray
     clip_names: np.ndarray
-    split: np.ndarray
+    split: Optional[np.ndarray]
     fps: float
+    path: str = ""
 
     def __len__(self) -> int:
         return len(self.clip_names)
@@ -116,6 +205,9 @@ class CMUMocap:
 
     def clip_indices(self, split: Optional[str] = None) -> List[int]:
         """Indices of the clips in ``split`` (``"train"``, ``"test"`` or ``None`` for all)."""
+        if split is not None and self.split is None:
+            raise DataLayoutError(f"{self.path or 'motion file'}: has no 'split' key, so it has no {split!r} clips; "
+                                  "choose one with --split-by (e.g. --split-by every:5)")
         return [i for i in range(len(self)) if split is None or self.split[i] == split]
 
     def clips(self, split: Optional[str] = None, max_clips: Optional[int] = None) -> List[np.ndarray]:
@@ -123,20 +215,52 @@ class CMUMocap:
         idx = self.clip_indices(split)[:max_clips]
         return [self.clip(i) for i in idx]
 
+    def with_split(self, spec: str) -> "CMUMocap":
+        """A copy whose split comes from :func:`split_clips` (replacing the file's own, if any)."""
+        return dataclasses.replace(self, split=split_clips(self.clip_names, spec))
+
+
+#: Keys :func:`load_cmu` needs; ``clip_names``, ``split``, ``joint_names`` and ``parents`` are optional.
+CMU_REQUIRED_KEYS = ("positions", "clip_offsets", "fps")
+
 
 def load_cmu(path: PathLike = DEFAULT_CMU_PATH) -> CMUMocap:
-    """Read the shared ``cmu_mocap_h36m17_50fps.npz`` (see the module docstring for its keys)."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"CMU motion-capture file not found: {path} (it lives in ../shared/data "
-                                "beside the checkout; pass its path explicitly)")
-    with np.load(path) as data:
-        positions = data["positions"].astype(np.float32)
-        offsets = data["clip_offsets"].astype(np.int64)
-        names = data["clip_names"]
-        split = data["split"]
-        fps = float(data["fps"])
+    """Read a motion file in the CMU layout (see the module docstring), as written by
+    ``python -m hourglass_tokenizer data bvh``.
+
+    Checks the layout: ``positions`` (N, 17, 3), ``clip_offsets`` partitioning them, and, when the file
+    has them, ``joint_names`` and ``parents`` equal to the 17-joint skeleton's
+    (:data:`~hourglass_tokenizer.data.skeleton.JOINT_NAMES`, :data:`~hourglass_tokenizer.data.skeleton.PARENTS`).
+    Clips without names are called ``clip_0``, ``clip_1``, ...; a file without ``split`` gives ``split=None``.
+
+    Raises:
+        DataFileNotFoundError: no file at ``path`` (the message says how to make one).
+        DataLayoutError: missing keys, wrong shapes or a different skeleton.
+    """
+    _require_file(path, "motion file", MAKE_MOTION_HINT)
+    where = os.fspath(path)
+    data = _open_npz(path, CMU_REQUIRED_KEYS)
+    positions = data["positions"].astype(np.float32)
+    offsets = data["clip_offsets"].astype(np.int64)
     if positions.ndim != 3 or positions.shape[1:] != (NUM_JOINTS, 3):
-        raise ValueError(f"{path}: positions should be (N, 17, 3), got {positions.shape}")
-    if offsets[0] != 0 or offsets[-1] != len(positions) or len(offsets) != len(names) + 1:
-        raise ValueError(f"{path}: clip_offsets do not partition positions")
-    return CMUMocap(positions, offsets, names, split, fps)
+        raise DataLayoutError(f"{where}: positions should be (N, {NUM_JOINTS}, 3), got {positions.shape}")
+    if (offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != len(positions)
+            or np.any(np.diff(offsets) < 0)):
+        raise DataLayoutError(f"{where}: clip_offsets should rise from 0 to len(positions)={len(positions)}, "
+                              f"got {offsets.tolist()[:6]}{'...' if len(offsets) > 6 else ''}")
+    k = len(offsets) - 1
+    names = data["clip_names"] if "clip_names" in data else np.array([f"clip_{i}" for i in range(k)])
+    split = data.get("split")
+    for key, value in (("clip_names", names), ("split", split)):
+        if value is not None and len(value) != k:
+            raise DataLayoutError(f"{where}: {key} has {len(value)} entries for {k} clips")
+    if split is not None and not set(np.asarray(split).astype(str).tolist()) <= {"train", "test"}:
+        raise DataLayoutError(f"{where}: split should hold 'train'/'test', found {sorted(set(split.tolist()))}")
+    if "joint_names" in data and [str(n) for n in data["joint_names"]] != list(JOINT_NAMES):
+        raise DataLayoutError(f"{where}: joint_names {[str(n) for n in data['joint_names']]} differ from the "
+                              f"17-joint Human3.6M order the models expect {list(JOINT_NAMES)}")
+    if "parents" in data and data["parents"].astype(np.int64).tolist() != list(PARENTS):
+        raise DataLayoutError(f"{where}: parents {data['parents'].tolist()} differ from the 17-joint skeleton's "
+                              f"{list(PARENTS)}")
+    return CMUMocap(positions, offsets, names, None if split is None else np.asarray(split).astype(str),
+                    float(data["fps"]), where)
