@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hourglass_tokenizer.data import (
+    DataFileNotFoundError, DataLayoutError, split_clips,
     FLIP_PERMUTATION, H36M_32_TO_17, JOINT_NAMES, JOINTS_LEFT, JOINTS_RIGHT, PARENTS, PoseWindowDataset,
     align_2d_to_3d, camera_to_world, edge_padded_window, flip_pose, image_coordinates, load_cmu, load_h36m_2d,
     load_h36m_3d, look_at_camera, normalize_screen_coordinates, project_clips, project_to_2d,
@@ -86,6 +87,92 @@ def test_cmu_reader_on_a_small_file_in_the_shared_layout(tmp_path):
     assert len(mocap.clips("train", max_clips=1)) == 1
     with pytest.raises(FileNotFoundError):
         load_cmu(tmp_path / "missing.npz")
+
+
+def test_split_specifications():
+    names = [f"subject/clip_{i}" for i in range(7)]
+    assert list(split_clips(names, "every:3")) == ["test", "train", "train", "test", "train", "train", "test"]
+    assert list(split_clips(names[:2], "every:5")) == ["train", "test"]  # the last clip is always a test clip
+    assert list(split_clips(names, "glob:*_[25]")) == ["train", "train", "test", "train", "train", "test", "train"]
+    assert set(split_clips(names, "train")) == {"train"}
+    for bad in ("every:0", "every:x", "glob:", "half"):
+        with pytest.raises(ValueError, match="not understood"):
+            split_clips(names, bad)
+
+
+def _motion_file(path, **overrides):
+    lengths = [30, 40, 35]
+    rng = np.random.default_rng(0)
+    keys = dict(positions=rng.normal(size=(sum(lengths), 17, 3)).astype(np.float32) + [0, 1, 0],
+                clip_offsets=np.cumsum([0] + lengths), clip_names=np.array(["a", "b", "c"]),
+                split=np.array(["train", "train", "test"]), fps=np.float64(50), joint_names=np.array(JOINT_NAMES),
+                parents=np.array(PARENTS))
+    keys.update(overrides)
+    np.savez(path, **{k: v for k, v in keys.items() if v is not None})
+    return path
+
+
+def test_cmu_reader_checks_the_skeleton_and_the_layout(tmp_path):
+    assert len(load_cmu(_motion_file(tmp_path / "ok.npz"))) == 3
+    swapped = list(JOINT_NAMES)
+    swapped[1], swapped[4] = swapped[4], swapped[1]
+    with pytest.raises(DataLayoutError, match=r"joint_names \['Hip', 'LHip', .* differ from the 17-joint"):
+        load_cmu(_motion_file(tmp_path / "names.npz", joint_names=np.array(swapped)))
+    with pytest.raises(DataLayoutError, match="parents .* differ from the 17-joint skeleton's"):
+        load_cmu(_motion_file(tmp_path / "parents.npz", parents=np.array([-1] + [0] * 16)))
+    with pytest.raises(DataLayoutError, match=r"expected keys \['positions', 'clip_offsets', 'fps'\], found "
+                                              r"\['positions_3d'\]"):
+        np.savez(tmp_path / "h36m.npz", positions_3d=np.zeros(3))
+        load_cmu(tmp_path / "h36m.npz")
+    with pytest.raises(DataLayoutError, match=r"positions should be \(N, 17, 3\), got \(105, 32, 3\)"):
+        load_cmu(_motion_file(tmp_path / "j32.npz", positions=np.zeros((105, 32, 3))))
+    with pytest.raises(DataFileNotFoundError, match="missing.npz.*data bvh") as exc:
+        load_cmu(tmp_path / "missing.npz")
+    assert "shared" not in str(exc.value)
+    # A file without a split (or without names) still loads; asking for a split says how to make one.
+    unsplit = load_cmu(_motion_file(tmp_path / "unsplit.npz", split=None, clip_names=None))
+    assert unsplit.split is None and list(unsplit.clip_names) == ["clip_0", "clip_1", "clip_2"]
+    with pytest.raises(DataLayoutError, match="no 'split' key.*--split-by"):
+        unsplit.clips("train")
+    assert unsplit.with_split("every:2").clip_indices("test") == [0, 2]
+
+
+def test_split_by_and_test_data_choose_the_clips(tmp_path):
+    from hourglass_tokenizer.training import make_cmu_datasets
+
+    unsplit = _motion_file(tmp_path / "unsplit.npz", split=None)
+    with pytest.raises(DataLayoutError, match="no 'split' key"):
+        make_cmu_datasets(str(unsplit), 9, cameras=1)
+    train, test = make_cmu_datasets(str(unsplit), 9, cameras=1, split_by="glob:b")
+    assert [len(s[0]) for s in train.sequences] == [30, 35] and [len(s[0]) for s in test.sequences] == [40]
+    # --test-data: that file's test split ...
+    other = _motion_file(tmp_path / "other.npz", clip_offsets=np.cumsum([0, 50, 30, 25]))
+    _, test = make_cmu_datasets(str(unsplit), 9, cameras=1, split_by="every:2", test_data=str(other))
+    assert [len(s[0]) for s in test.sequences] == [25]
+    # ... or all of it when it has no split.
+    _, test = make_cmu_datasets(str(unsplit), 9, cameras=2, split_by="every:2", test_data=str(unsplit))
+    assert [len(s[0]) for s in test.sequences] == [30, 30, 40, 40, 35, 35]
+    with pytest.raises(DataLayoutError, match="no training clips"):
+        make_cmu_datasets(str(unsplit), 9, cameras=1, split_by="test")
+
+
+def test_train_command_data_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
+    from hourglass_tokenizer.training import main
+
+    assert main(["--data", str(tmp_path / "motion.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hot-train: error: motion file not found: ") and "\n" not in err
+    assert str(tmp_path / "motion.npz") in err and "data bvh" in err and "shared" not in err
+    assert main([]) == 2
+    assert "needs --data FILE" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("not an archive")
+    assert main(["--data", str(tmp_path / "notes.txt")]) == 2
+    assert "not an .npz archive" in capsys.readouterr().err
+    assert main(["--data", str(_motion_file(tmp_path / "unsplit.npz", split=None))]) == 2
+    assert "--split-by" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--data", "x.npz", "--split-by", "half"])
+    assert exc.value.code == 2 and "split specification 'half' not understood" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not os.path.exists(SHARED_CMU), reason="shared CMU file ../shared/data/cmu_mocap_h36m17_50fps.npz "
