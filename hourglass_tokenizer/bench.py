@@ -25,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+from contextlib import nullcontext as _no_context
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
@@ -32,7 +33,7 @@ from torch import nn
 
 from .flops import count_flops, count_params, format_count
 
-__all__ = ["benchmark", "machine_info", "format_table", "write_csv", "plot_rows", "main", "demo"]
+__all__ = ["benchmark", "machine_info", "format_table", "write_csv", "plot_rows", "main", "demo", "UsageError"]
 
 # Column order of the CSV written by ``--csv`` (and by ``benchmarks/paper_table.py``).
 CSV_FIELDS = (
@@ -77,10 +78,41 @@ def machine_info(device: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Measurement
 # --------------------------------------------------------------------------------------------
-def _synchronizer(device: torch.device):
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
+class _WallClock:
+    """Host timing: ``perf_counter`` around a forward (the CPU runs it synchronously)."""
+
+    def start(self) -> None:
+        self._start = time.perf_counter()
+
+    def stop(self) -> float:
+        return time.perf_counter() - self._start
+
+
+class _CudaClock:
+    """GPU timing with CUDA events recorded on the current stream around a forward.
+
+    Kernels run asynchronously, so the host clock would measure the launches; the events measure
+    the GPU's own time between them. The device is synchronised before each forward (so queued
+    work of the previous model is not counted) and after it (to read the events).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._begin = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        torch.cuda.synchronize(self.device)
+        self._begin.record()
+
+    def stop(self) -> float:
+        self._end.record()
+        torch.cuda.synchronize(self.device)
+        return self._begin.elapsed_time(self._end) / 1e3  # milliseconds -> seconds
+
+
+def _clock(device: torch.device):
+    return _CudaClock(device) if device.type == "cuda" else _WallClock()
 
 
 def _device_of(model: nn.Module, example_input: torch.Tensor) -> torch.device:
@@ -89,7 +121,10 @@ def _device_of(model: nn.Module, example_input: torch.Tensor) -> torch.device:
 
 def time_interleaved(models: Sequence[nn.Module], example_input: torch.Tensor, repeats: int = 10,
                      warmup: int = 2, progress: Optional[Any] = None) -> List[List[float]]:
-    """Wall-clock seconds per forward for each model, timed interleaved.
+    """Seconds per forward for each model, timed interleaved.
+
+    On CPU the host clock times each forward; on CUDA, events on the current stream do (see
+    :class:`_CudaClock`), with the device synchronised around every forward.
 
     Every repeat runs each model once; odd repeats reverse the order so that neither model always
     runs right after the other (cache and turbo effects). Models are put in eval mode and run
@@ -107,17 +142,20 @@ def time_interleaved(models: Sequence[nn.Module], example_input: torch.Tensor, r
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    sync = _synchronizer(_device_of(models[0], example_input))
+    device = _device_of(models[0], example_input)
     modes = [[(m, m.training) for m in model.modules()] for model in models]
     times: List[List[float]] = [[] for _ in models]
     try:
         for model in models:
             model.eval()
-        with torch.inference_mode():
+        # Events are recorded on the current stream of the current device: make it the input's.
+        with (torch.cuda.device(device) if device.type == "cuda" else _no_context()), torch.inference_mode():
+            clock = _clock(device)
             for _ in range(warmup):
                 for model in models:
+                    clock.start()
                     model(example_input)
-                    sync()
+                    clock.stop()
                     if progress is not None:
                         progress.update(1)
             for rep in range(repeats):
@@ -125,11 +163,9 @@ def time_interleaved(models: Sequence[nn.Module], example_input: torch.Tensor, r
                 if rep % 2:
                     order.reverse()
                 for i in order:
-                    sync()
-                    start = time.perf_counter()
+                    clock.start()
                     models[i](example_input)
-                    sync()
-                    times[i].append(time.perf_counter() - start)
+                    times[i].append(clock.stop())
                     if progress is not None:
                         progress.update(1)
     finally:
@@ -298,12 +334,8 @@ def _csv_value(value: Any) -> Any:
 
 
 def _pyplot():
-    """matplotlib's pyplot with a headless backend, or a clear error (it is an optional extra)."""
-    try:
-        import matplotlib
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise SystemExit("--plot needs matplotlib: pip install 'hourglass_tokenizer[bench]' "
-                         "(or pip install matplotlib)") from err
+    """matplotlib's pyplot with a headless backend (an optional extra: ``hourglass_tokenizer[bench]``)."""
+    import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -345,26 +377,103 @@ def plot_rows(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -> 
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
+class UsageError(Exception):
+    """A command-line mistake: reported as one line ``PROG: error: ...`` with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would print the usage and exit itself
+        raise UsageError(message)
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _config_choices() -> Dict[str, List[str]]:
+    from .models import available_models
+
+    return {name: ["paper"] + configs for name, configs in available_models().items()}
+
+
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--model", default="mixste", choices=("mixste", "motionbert", "poseformer"),
-                   help="zoo model (default: mixste)")
-    p.add_argument("--config", default="paper", help="zoo configuration (default: paper)")
-    p.add_argument("--frames", type=int, default=None, help="override the clip length T")
-    p.add_argument("--prune-block", type=int, default=None,
+    configs = _config_choices()
+    p = _Parser(prog=prog, description=description)
+    p.add_argument("--model", default="mixste", choices=tuple(configs), help="zoo model (default: mixste)")
+    p.add_argument("--config", default="paper", metavar="{" + ",".join(dict.fromkeys(c for cs in configs.values() for c in cs)) + "}",
+                   help="zoo configuration (default: paper, the model's paper configuration); per model: "
+                   + "; ".join(f"{m}: {', '.join(cs)}" for m, cs in configs.items()))
+    p.add_argument("--frames", type=_int_at_least(1), default=None, help="override the clip length T")
+    p.add_argument("--prune-block", type=_int_at_least(1), default=None,
                    help="blocks before pruning (default: the paper's setting for this model)")
-    p.add_argument("--tokens", type=int, default=None,
+    p.add_argument("--tokens", type=_int_at_least(1), default=None,
                    help="representative frames kept (default: the paper's setting)")
     p.add_argument("--no-recover", action="store_true", help="TPC only: no token recovering attention")
-    p.add_argument("--batch", type=int, default=1, help="clips per forward (default: 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default: cpu)")
-    p.add_argument("--repeats", type=int, default=10, help="timed forwards per model (default: 10)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed forwards per model first (default: 2)")
+    p.add_argument("--batch", type=_int_at_least(1), default=1, help="clips per forward (default: 1)")
+    p.add_argument("--threads", type=_int_at_least(1), default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu or cuda[:i] (default: cpu); on CUDA the forwards are timed with CUDA events")
+    p.add_argument("--repeats", type=_int_at_least(1), default=10, help="timed forwards per model (default: 10)")
+    p.add_argument("--warmup", type=_int_at_least(0), default=2,
+                   help="untimed forwards per model first (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and input (default: 0)")
     p.add_argument("--csv", metavar="PATH", default=None, help="also write the table as CSV")
     p.add_argument("--plot", metavar="PATH", default=None, help="also write a PNG chart (needs matplotlib)")
     return p
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Mistakes argparse cannot see on its own, reported before anything is built."""
+    configs = _config_choices()[args.model]
+    if args.config not in configs:
+        raise UsageError(f"--config {args.config!r} is not a configuration of {args.model}; "
+                         f"choose from {', '.join(configs)}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise UsageError(f"--device {args.device!r}: expected cpu or cuda[:index]") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {args.device!r}: expected cpu or cuda[:index]")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch is a CPU-only build" if torch.version.cuda is None
+                   else "torch finds no CUDA device")
+            raise UsageError(f"--device {args.device}: no CUDA GPU is available ({why}, torch {torch.__version__})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {args.device}: only {torch.cuda.device_count()} CUDA device(s)")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib: pip install 'hourglass_tokenizer[bench]'") from None
+
+
+def _command_name(command: str) -> str:
+    """How the user started this command, for usage and error lines."""
+    script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    package = os.path.basename(os.path.dirname(script))
+    if package == "hourglass_tokenizer" and os.path.basename(script) == "__main__.py":
+        return f"python -m hourglass_tokenizer {command}"
+    if package == "hourglass_tokenizer" and os.path.basename(script) == "bench.py":
+        return "python -m hourglass_tokenizer.bench"
+    if command == "bench":
+        return "hot-bench"
+    return f"python -m hourglass_tokenizer {command}"
+
+
+def _progress(total: int, desc: str):
+    """A progress bar on stderr, shown only when stderr is a terminal (tqdm comes with fvcore)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, disable=None, mininterval=0.5, dynamic_ncols=True)
 
 
 # Constructor argument that sets the clip length T, per zoo model.
@@ -379,14 +488,21 @@ def _build_pair(args: argparse.Namespace, overrides: Mapping[str, Any]):
     if args.frames is not None:
         overrides = {**overrides, _FRAMES_ARGUMENT.get(args.model, "num_frames"): args.frames}
     torch.manual_seed(args.seed)
-    model = build_model(args.model, config=args.config, **overrides)
+    try:
+        model = build_model(args.model, config=args.config, **overrides)
+    except ValueError as err:
+        raise UsageError(f"cannot build {args.model} ({args.config}): {err}") from err
     numbers = {k: v for k, v in (("prune_block", args.prune_block), ("tokens", args.tokens)) if v is not None}
     # With no numbers the wrapper's presets choose the paper's setting for this architecture.
     try:
         hot = wrap_with_hot(copy.deepcopy(model), **numbers, recover=not args.no_recover)
     except ValueError as err:
-        raise SystemExit(f"error: cannot wrap {args.model} ({args.config}) with HoT: {err}\n"
-                         "(give both --prune-block and --tokens, e.g. --prune-block 1 --tokens 27)") from err
+        message = f"cannot wrap {args.model} ({args.config}) with HoT: {err}"
+        if len(numbers) < 2:
+            # Both numbers always work for a model of T frames with 1 <= 1 < depth and 1 <= T // 3 <= T.
+            message += (f" (give both --prune-block and --tokens, e.g. --prune-block 1 "
+                        f"--tokens {max(1, model.num_frames // 3)})")
+        raise UsageError(message) from err
     return model, hot
 
 
@@ -413,8 +529,9 @@ def _run_with_threads(args: argparse.Namespace, overrides: Mapping[str, Any], ti
     hot_label = "HoT" if not args.no_recover else "HoT TPC-only"
     if setting:
         hot_label += f" ({setting['prune_block']}, {setting['tokens']})"
-    rows = benchmark(model, hot, x, repeats=args.repeats, warmup=args.warmup,
-                     labels=(f"{args.model}-{model.num_frames}", hot_label))
+    with _progress(2 * (args.warmup + args.repeats), "timing forwards") as bar:
+        rows = benchmark(model, hot, x, repeats=args.repeats, warmup=args.warmup,
+                         labels=(f"{args.model}-{model.num_frames}", hot_label), progress=bar)
     for r in rows:
         r.update(model=args.model, config=args.config, joints=model.num_joints)
     rows[0].update(prune_block=None, tokens=None, recover=None)
@@ -434,10 +551,29 @@ def _run_with_threads(args: argparse.Namespace, overrides: Mapping[str, Any], ti
     return rows
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """``hot-bench`` / ``python -m hourglass_tokenizer bench``: original vs HoT, one table."""
-    args = _parser("hot-bench", "Compare a zoo video pose transformer with its HoT-wrapped copy "
+def _cli(prog: str, body) -> int:
+    """Run a command; a command-line mistake becomes one line on stderr and exit status 2."""
+    try:
+        return body()
+    except UsageError as err:
+        message = " ".join(str(err).split())
+        print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
+        return 2
+
+
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
+    """``hot-bench`` / ``python -m hourglass_tokenizer bench``: original vs HoT, one table.
+
+    Returns the exit status: 0, or 2 after a one-line error for a command-line mistake.
+    """
+    prog = prog or _command_name("bench")
+    return _cli(prog, lambda: _bench(argv, prog))
+
+
+def _bench(argv: Optional[List[str]], prog: str) -> int:
+    args = _parser(prog, "Compare a zoo video pose transformer with its HoT-wrapped copy "
                    "(MACs, latency, throughput).").parse_args(argv)
+    _check_args(args)
     rows = _run(args, {}, f"HoT benchmark: {args.model} ({args.config} config)")
     hot = rows[1]
     if hot.get("speedup_vs_ideal") is not None:
@@ -451,14 +587,19 @@ def main(argv: Optional[List[str]] = None) -> int:
 DEMO_OVERRIDES: Dict[str, Any] = dict(num_frames=81, embed_dim=128, depth=8, num_heads=8, mlp_hidden_dim=256)
 
 
-def demo(argv: Optional[List[str]] = None) -> int:
+def demo(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
     """``python -m hourglass_tokenizer demo``: a small MixSTE with and without HoT (no downloads)."""
-    parser = _parser("hourglass_tokenizer demo",
-                     "HoT on a small MixSTE (81 frames, width 128, depth 8; random weights, no downloads).")
+    prog = prog or _command_name("demo")
+    return _cli(prog, lambda: _demo(argv, prog))
+
+
+def _demo(argv: Optional[List[str]], prog: str) -> int:
+    parser = _parser(prog, "HoT on a small MixSTE (81 frames, width 128, depth 8; random weights, no downloads).")
     # One thread by default: the demo model is small, and a single thread keeps its timing steady
     # on a busy machine (oversubscribed OpenMP threads stall); --threads N to change it.
     parser.set_defaults(model="mixste", repeats=10, warmup=2, threads=1)
     args = parser.parse_args(argv)
+    _check_args(args)
     overrides = DEMO_OVERRIDES if args.model == "mixste" and args.config == "paper" else {}
     # The demo's numbers are those of the paper's MixSTE-243 setting scaled to 81 frames:
     # prune after 3 of 8 block pairs, keep a third of the frames.

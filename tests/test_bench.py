@@ -33,9 +33,12 @@ def test_bench_command_prints_both_rows_and_writes_csv(tmp_path, capsys) -> None
     assert int(hot["paper_flops"]) == 2 * int(hot["macs"])
     assert int(hot["params"]) > int(base["params"])  # TRA and the token embedding are new parameters
     assert float(hot["ideal_speedup"]) == pytest.approx(int(base["macs"]) / int(hot["macs"]), rel=1e-4)
+    # The speed-up column is the ratio of the two medians written next to it.
+    assert float(hot["speedup"]) == pytest.approx(
+        float(base["latency_ms_median"]) / float(hot["latency_ms_median"]), rel=1e-4)
     for row in rows:
         assert row["torch"] == torch.__version__ and row["threads"] == "1" and row["machine"]
-        assert float(row["latency_ms_min"]) <= float(row["latency_ms_median"]) <= float(row["latency_ms_max"])
+        assert row["repeats"] == "2" and row["device"] == "cpu"
 
 
 def test_bench_tpc_only_and_plot(tmp_path, capsys) -> None:
@@ -71,7 +74,7 @@ def test_benchmark_function_rows() -> None:
     assert cheap["macs_ratio"] == pytest.approx(0.5) and cheap["ideal_speedup"] == pytest.approx(2.0)
     assert cheap["macs_reduction_pct"] == pytest.approx(50.0)
     assert base["throughput_fps"] == pytest.approx(3 * 20 / (base["latency_ms_median"] / 1e3))
-    assert base["speedup"] == 1.0 and cheap["repeats"] == 3 and base["batch"] == 3
+    assert cheap["repeats"] == 3 and base["batch"] == 3
     # Several candidates against one reference, interleaved in one run.
     rows = bench.benchmark(full, {"a": half, "b": copy.deepcopy(half)}, x, repeats=2, warmup=0)
     assert [r["variant"] for r in rows] == ["original", "a", "b"]
@@ -120,3 +123,145 @@ def test_wrapped_macs_match_the_analytic_count(name, overrides, prune_block, tok
     assert count_flops(model, x) == analytic_macs(name, model)
     hot = wrap_with_hot(copy.deepcopy(model), prune_block=prune_block, tokens=tokens, recover=recover)
     assert count_flops(hot, x) == analytic_macs(name, model, prune_block, tokens, recover)
+
+
+def test_benchmark_statistics_from_known_times(monkeypatch) -> None:
+    """Latency, quartiles, throughput and both speed-ups computed from given per-repeat times."""
+    times = [[0.010, 0.020, 0.012], [0.004, 0.012, 0.008]]
+    monkeypatch.setattr(bench, "time_interleaved", lambda models, x, **kw: [list(t) for t in times])
+    base, cheap = bench.benchmark(_Frames(20), _Frames(10), torch.randn(2, 20, 8), repeats=3, warmup=0)
+    assert (base["latency_ms_median"], base["latency_ms_min"], base["latency_ms_max"]) == pytest.approx((12, 10, 20))
+    assert (cheap["latency_ms_q1"], cheap["latency_ms_q3"]) == pytest.approx((6, 10))
+    assert cheap["throughput_fps"] == pytest.approx(2 * 20 / 0.008)
+    assert cheap["speedup"] == pytest.approx(1.5)  # ratio of the medians, 12 / 8
+    assert cheap["speedup_paired"] == pytest.approx(20 / 12)  # median of 2.5, 20/12, 1.5
+    assert cheap["speedup_vs_ideal"] == pytest.approx(1.5 / 2.0)
+    assert base["speedup"] == pytest.approx(1.0) and base["ideal_speedup"] == pytest.approx(1.0)
+
+
+class _Recorder(nn.Module):
+    def __init__(self, name: str, log: list) -> None:
+        super().__init__()
+        self.name, self.log = name, log
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x):
+        self.log.append((self.name, self.training, torch.is_inference_mode_enabled()))
+        return self.fc(x)
+
+
+def test_time_interleaved_alternates_the_order_and_counts_progress() -> None:
+    log: list = []
+    a, b = _Recorder("a", log), _Recorder("b", log).train()
+    a.fc.train(False)  # a frozen submodule keeps its own flag
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    bar = Bar()
+    times = bench.time_interleaved([a, b], torch.randn(1, 2), repeats=3, warmup=1, progress=bar)
+    assert [len(t) for t in times] == [3, 3] and all(v > 0 for t in times for v in t)
+    assert [name for name, _, _ in log] == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert all(not training and inference for _, training, inference in log)
+    assert bar.n == 8
+    assert a.training and not a.fc.training and b.training and b.fc.training
+    with pytest.raises(ValueError, match="repeats"):
+        bench.time_interleaved([a], torch.randn(1, 2), repeats=0)
+
+
+SMALL = ["--model", "mixste", "--config", "small", "--repeats", "1", "--warmup", "0", "--threads", "1"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--config", "h36m-81"], "--config 'h36m-81' is not a configuration of mixste; choose from paper, h36m-243, small"),
+    (["--model", "vitpose"], "argument --model: invalid choice"),
+    (["--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+    (["--tokens", "x"], "argument --tokens: expected an integer, got 'x'"),
+    (["--device", "gpu"], "--device 'gpu': expected cpu or cuda[:index]"),
+    (SMALL + ["--tokens", "99", "--prune-block", "1"], "tokens must be an int in 1..frames (27), got 99"),
+])
+def test_command_line_mistakes_give_one_line_and_status_2(argv, message, capsys) -> None:
+    assert bench.main(argv, prog="hot-bench") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hot-bench: error: ") and message in lines[0]
+    assert "e.g." not in lines[0]  # both numbers were given or none was needed
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert bench.main(["--device", "cuda"], prog="hot-bench") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--device cuda: no CUDA GPU is available" in err
+    assert bench.demo(["--device", "cuda:1"], prog="demo") == 2
+
+
+def test_wrap_hint_only_when_a_number_is_missing(capsys) -> None:
+    # One number without the other: the hint names numbers that work for this model.
+    assert bench.main(SMALL + ["--tokens", "9"], prog="hot-bench") == 2
+    err = capsys.readouterr().err
+    assert "give both --prune-block and --tokens, e.g. --prune-block 1 --tokens 9" in err
+    assert bench.main(SMALL + ["--prune-block", "1", "--tokens", "9"], prog="hot-bench") == 0
+    # The hint scales with the clip length; here it would be wrong for 27 frames.
+    assert bench.main(SMALL + ["--frames", "12", "--prune-block", "2"], prog="hot-bench") == 2
+    assert "e.g. --prune-block 1 --tokens 4" in capsys.readouterr().err
+    # Both numbers given and wrong: the error names the argument and gives no hint.
+    assert bench.main(SMALL + ["--prune-block", "9", "--tokens", "9"], prog="hot-bench") == 2
+    err = capsys.readouterr().err
+    assert "prune_block must be an int in 1..3" in err and "e.g." not in err
+
+
+def test_help_lists_configs_and_names_the_command(monkeypatch, capsys) -> None:
+    monkeypatch.setattr("sys.argv", ["/venv/bin/hot-bench", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: hot-bench ")
+    out = " ".join(out.split())  # argparse wraps the help text
+    assert "mixste: paper, h36m-243, small" in out and "poseformer: paper, h36m-81, small" in out
+    monkeypatch.setattr("sys.argv", [bench.__file__.replace("bench.py", "__main__.py"), "bench", "--bogus"])
+    assert bench.main(["--bogus"]) == 2
+    assert capsys.readouterr().err.startswith("python -m hourglass_tokenizer bench: error: ")
+    assert bench.demo(["--bogus"]) == 2
+    assert capsys.readouterr().err.startswith("python -m hourglass_tokenizer demo: error: ")
+
+
+def test_module_command_exits_2_without_traceback() -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hourglass_tokenizer", "bench", "--repeats", "-1"],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("python -m hourglass_tokenizer bench: error: argument --repeats: must be at "
+                                   "least 1, got -1 (see python -m hourglass_tokenizer bench --help)")
+
+
+def test_bench_shows_progress_over_every_forward(monkeypatch, capsys) -> None:
+    bars = []
+
+    class Bar:
+        def __init__(self, total, desc):
+            self.total, self.n = total, 0
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(bench, "_progress", Bar)
+    assert bench.main(["--model", "poseformer", "--config", "small", "--repeats", "3", "--warmup", "1",
+                       "--threads", "1", "--prune-block", "1", "--tokens", "9"], prog="hot-bench") == 0
+    assert [(b.total, b.n) for b in bars] == [(8, 8)]
