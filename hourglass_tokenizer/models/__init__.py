@@ -4,14 +4,17 @@ Each model is a plain ``nn.Module`` with checkpoint-compatible parameter
 names of its reference implementation, transformer blocks held in
 ``nn.ModuleList`` s, and a ``from_config(name, **overrides)`` classmethod:
 
-==============  ===========================  =====================================
-name            class                        configs (``"paper"`` is an alias)
-==============  ===========================  =====================================
-``mixste``      :class:`MixSTE`              ``h36m-243`` (paper), ``small``
-``motionbert``  :class:`DSTformer`           ``h36m-243``, ``hot-243`` (paper),
-                                             ``small``
-``poseformer``  :class:`PoseFormer`          ``h36m-81`` (paper), ``small``
-==============  ===========================  =====================================
+==================  ===========================  =====================================
+name                class                        configs (``"paper"`` is an alias)
+==================  ===========================  =====================================
+``mixste``          :class:`MixSTE`              ``h36m-243`` (paper), ``small``
+``motionbert``      :class:`DSTformer`           ``h36m-243``, ``hot-243`` (paper),
+                                                 ``small``
+``poseformer``      :class:`PoseFormer`          ``h36m-81`` (paper), ``small``
+``motionagformer``  :class:`MotionAGFormer`      ``xsmall``, ``small``, ``base``,
+                                                 ``large``, ``hot-243`` (paper),
+                                                 ``tiny``
+==================  ===========================  =====================================
 
 Example:
     >>> from hourglass_tokenizer.models import build_model
@@ -25,15 +28,17 @@ from typing import Any
 from torch import nn
 
 from .mixste import MixSTE
+from .motionagformer import MotionAGFormer
 from .motionbert import DSTformer, MotionBERT
 from .poseformer import PoseFormer
 
-__all__ = ["MixSTE", "DSTformer", "MotionBERT", "PoseFormer", "build_model", "available_models"]
+__all__ = ["MixSTE", "DSTformer", "MotionBERT", "PoseFormer", "MotionAGFormer", "build_model", "available_models"]
 
 _MODELS: dict[str, type[nn.Module]] = {
     "mixste": MixSTE,
     "motionbert": DSTformer,
     "poseformer": PoseFormer,
+    "motionagformer": MotionAGFormer,
 }
 # Accepted by build_model but not listed by available_models (same model twice).
 _NAME_ALIASES: dict[str, str] = {"dstformer": "motionbert"}
@@ -52,8 +57,8 @@ def build_model(name: str, config: str = "paper", **overrides: Any) -> nn.Module
     """Build a built-in model by name and configuration.
 
     Args:
-        name: ``"mixste"``, ``"motionbert"`` (or ``"dstformer"``) or ``"poseformer"``;
-            case-insensitive.
+        name: ``"mixste"``, ``"motionbert"`` (or ``"dstformer"``), ``"poseformer"`` or
+            ``"motionagformer"``; case-insensitive.
         config: A configuration name from :func:`available_models`, or ``"paper"``.
         **overrides: Constructor arguments replacing the configuration's values,
             e.g. ``num_frames=81`` for MixSTE or ``maxlen=81`` for MotionBERT.
