@@ -7,8 +7,8 @@ From Python::
 
 From the command line (``python -m hourglass_tokenizer train --help``, or ``hot-train``)::
 
-    hot-train --model mixste --config small --frames 81 --data ../shared/data/cmu_mocap_h36m17_50fps.npz \\
-        --hot --prune-block 2 --tokens 27 --init-from runs/mixste/best.pt --out runs/hot
+    hot-train --model mixste --config small --frames 81 --data motion.npz \\
+        --hot --prune-block 2 --tokens 27 --init-from runs/mixste/best.pt --distill-weight 1 --out runs/hot
 
 Multi-GPU / multi-process: launch the same command with ``torchrun --nproc_per_node=N``; the loop then
 uses DistributedDataParallel with a DistributedSampler (NCCL on GPUs, gloo on CPU). Without torchrun
@@ -453,11 +453,10 @@ def build_from_spec(name: str, config: str, kwargs: Dict[str, Any]) -> nn.Module
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``train`` command's argument parser."""
-    from .data.readers import DEFAULT_CMU_PATH
-
     p = argparse.ArgumentParser(prog="hot-train", description=(
-        "Train or fine-tune a video pose transformer (optionally wrapped with HoT) on 3D motion capture "
-        "in the shared CMU format, with 2D inputs from seeded virtual cameras."))
+        "Train or fine-tune a video pose transformer (optionally wrapped with HoT) on Human3.6M "
+        "(VideoPose3D's files) or on 3D motion capture (a motion .npz, e.g. converted from BVH with "
+        "'python -m hourglass_tokenizer data bvh'), with 2D inputs from seeded virtual cameras."))
     m = p.add_argument_group("model")
     m.add_argument("--model", default="mixste",
                    help="zoo model (mixste, motionbert, poseformer) or a factory 'pkg.module:fn' / 'file.py:fn'")
@@ -483,12 +482,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add W x MPJPE(HoT model, frozen --init-from model) to the loss (same unit as the pose "
                         "loss: W=1 weighs the pretrained model's prediction like the ground truth)")
     d = p.add_argument_group("data")
-    d.add_argument("--data", default=DEFAULT_CMU_PATH, help=f"CMU-format .npz (default {DEFAULT_CMU_PATH})")
+    d.add_argument("--dataset", default="mocap", choices=["mocap", "h36m"],
+                   help="mocap: a motion .npz (--data) seen through virtual cameras (default); h36m: Human3.6M "
+                        "from VideoPose3D's files in --data-dir, standard protocol (S1 S5 S6 S7 S8 / S9 S11)")
+    d.add_argument("--data", default=None, metavar="FILE",
+                   help="motion .npz for --dataset mocap (make one with 'python -m hourglass_tokenizer data bvh')")
+    d.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="--dataset h36m: folder with data_3d_h36m.npz and the 2D file (VideoPose3D's data/)")
+    d.add_argument("--keypoints", default="cpn", choices=["cpn", "gt"],
+                   help="--dataset h36m: 2D input, CPN detections (default) or ground truth")
+    d.add_argument("--split-by", default=None, type=_split_spec, metavar="SPEC",
+                   help="train/test split of --data instead of the file's own: 'every:N' (every N-th clip, counting "
+                        "back from the last, is a test clip) or 'glob:PATTERN' (clips whose name matches are test)")
+    d.add_argument("--test-data", default=None, metavar="FILE",
+                   help="score on another motion .npz (cross-dataset): its test split, or all of it if it has none")
     d.add_argument("--cameras", type=int, default=4, help="virtual cameras per clip")
     d.add_argument("--noise-px", type=float, default=0.0, help="Gaussian noise on the 2D inputs, pixels")
     d.add_argument("--train-stride", type=int, default=9, help="frames between training window centres")
-    d.add_argument("--max-train-clips", type=int, default=None)
-    d.add_argument("--max-test-clips", type=int, default=None)
+    d.add_argument("--max-train-clips", type=int, default=None,
+                   help="use the first N training clips (h36m: recordings x cameras), for quick runs")
+    d.add_argument("--max-test-clips", type=int, default=None, help="use the first N test clips (h36m: sequences)")
     d.add_argument("--no-flip-augment", action="store_true", help="no horizontal-flip augmentation")
     o = p.add_argument_group("optimisation")
     defaults = TrainConfig()
@@ -518,21 +531,107 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_cmu_datasets(path: str, num_frames: int, *, cameras: int = 4, noise_px: float = 0.0, seed: int = 0,
-                      train_stride: int = 9, flip: bool = True, max_train_clips: Optional[int] = None,
-                      max_test_clips: Optional[int] = None):
-    """Training windows and test sequences from a CMU-format file through seeded virtual cameras.
+def _split_spec(text: str) -> str:
+    """argparse type of ``--split-by``: a split specification that :func:`split_clips` accepts."""
+    from .data.readers import split_clips
 
-    Returns ``(train PoseWindowDataset, test PoseWindowDataset)``; the test set's ``sequences`` are
-    what :func:`evaluate` scores. Training and test cameras use different seeds.
-    """
-    from .data import PoseWindowDataset, load_cmu, project_clips
+    try:
+        split_clips([], text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _test_clips_of(path: str, max_clips: Optional[int]) -> List[np.ndarray]:
+    """Clips of a ``--test-data`` file: its test split, or every clip when it has no split or no test clips."""
+    from .data import load_cmu
 
     mocap = load_cmu(path)
-    train_seqs = project_clips(mocap.clips("train", max_train_clips), cameras, seed, noise_px=noise_px)
-    test_seqs = project_clips(mocap.clips("test", max_test_clips), cameras, seed + 1, noise_px=noise_px)
+    has_test = mocap.split is not None and len(mocap.clip_indices("test")) > 0
+    return mocap.clips("test" if has_test else None, max_clips)
+
+
+def make_cmu_datasets(path: str, num_frames: int, *, cameras: int = 4, noise_px: float = 0.0, seed: int = 0,
+                      train_stride: int = 9, flip: bool = True, max_train_clips: Optional[int] = None,
+                      max_test_clips: Optional[int] = None, split_by: Optional[str] = None,
+                      test_data: Optional[str] = None):
+    """Training windows and test sequences from a motion file (CMU layout) through seeded virtual cameras.
+
+    ``split_by`` replaces the file's train/test split (see
+    :func:`~hourglass_tokenizer.data.readers.split_clips`); it is required when the file has none.
+    With ``test_data`` the test sequences come from that file instead (its test split, or all of it
+    when it has none). Returns ``(train PoseWindowDataset, test PoseWindowDataset)``; the test set's
+    ``sequences`` are what :func:`evaluate` scores. Training and test cameras use different seeds.
+
+    Raises:
+        DataError: a file is missing, has the wrong layout, or a split is empty.
+    """
+    from .data import PoseWindowDataset, load_cmu, project_clips
+    from .data.readers import DataLayoutError
+
+    mocap = load_cmu(path)
+    if split_by:
+        mocap = mocap.with_split(split_by)
+    train_clips = mocap.clips("train", max_train_clips)
+    test_clips = _test_clips_of(test_data, max_test_clips) if test_data else mocap.clips("test", max_test_clips)
+    where = f"{path}" + (f" split by {split_by}" if split_by else "")
+    if not train_clips:
+        raise DataLayoutError(f"{where}: no training clips; choose a split with --split-by (e.g. every:5)")
+    if not test_clips:
+        raise DataLayoutError(f"{test_data or where}: no test clips; choose a split with --split-by (e.g. every:5) "
+                              "or score on another file with --test-data")
+    train_seqs = project_clips(train_clips, cameras, seed, noise_px=noise_px)
+    test_seqs = project_clips(test_clips, cameras, seed + 1, noise_px=noise_px)
     return (PoseWindowDataset(train_seqs, num_frames, stride=train_stride, flip=flip),
             PoseWindowDataset(test_seqs, num_frames, stride=num_frames))
+
+
+def make_h36m_datasets(data_dir: str, num_frames: int, *, keypoints: str = "cpn", train_stride: int = 9,
+                       flip: bool = True, max_train_sequences: Optional[int] = None,
+                       max_test_sequences: Optional[int] = None, test_data: Optional[str] = None,
+                       cameras: int = 4, noise_px: float = 0.0, seed: int = 0):
+    """Human3.6M with the standard protocol (:mod:`hourglass_tokenizer.data.h36m`).
+
+    Trains on S1, S5, S6, S7, S8 and tests on S9, S11 (every recording and camera; ``max_*_sequences``
+    keep the first few, for smoke tests). Returns ``(train PoseWindowDataset, test PoseWindowDataset,
+    test sequences grouped by action)`` for :func:`~hourglass_tokenizer.data.h36m.evaluate_by_action`.
+    With ``test_data`` (a motion file, cross-dataset) the test set comes from it through virtual cameras
+    and the grouping is ``None``.
+    """
+    from .data import PoseWindowDataset, project_clips
+    from .data.h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, load_h36m_sequences, sequences_by_action
+
+    train_seqs = load_h36m_sequences(data_dir, TRAIN_SUBJECTS, keypoints=keypoints)[:max_train_sequences]
+    train_set = PoseWindowDataset([s.pair for s in train_seqs], num_frames, stride=train_stride, flip=flip)
+    if test_data:
+        test_pairs = project_clips(_test_clips_of(test_data, max_test_sequences), cameras, seed + 1,
+                                   noise_px=noise_px)
+        return train_set, PoseWindowDataset(test_pairs, num_frames, stride=num_frames), None
+    test_seqs = load_h36m_sequences(data_dir, TEST_SUBJECTS, keypoints=keypoints)[:max_test_sequences]
+    return (train_set, PoseWindowDataset([s.pair for s in test_seqs], num_frames, stride=num_frames),
+            sequences_by_action(test_seqs))
+
+
+def make_datasets(args: argparse.Namespace, num_frames: int):
+    """The datasets the ``train`` command's data arguments describe: ``(train set, test set, test
+    sequences by action or None)``. Raises :class:`~hourglass_tokenizer.data.readers.DataError` for user errors."""
+    from .data.readers import MAKE_MOTION_HINT, DataFileNotFoundError
+
+    if args.dataset == "h36m":
+        if not args.data_dir:
+            raise DataFileNotFoundError("--dataset h36m needs --data-dir DIR, the folder holding VideoPose3D's "
+                                        "data_3d_h36m.npz and data_2d_h36m_cpn_ft_h36m_dbb.npz (or _gt)")
+        return make_h36m_datasets(
+            args.data_dir, num_frames, keypoints=args.keypoints, train_stride=args.train_stride,
+            flip=not args.no_flip_augment, max_train_sequences=args.max_train_clips,
+            max_test_sequences=args.max_test_clips, test_data=args.test_data, cameras=args.cameras,
+            noise_px=args.noise_px, seed=args.seed)
+    if not args.data:
+        raise DataFileNotFoundError(f"--dataset mocap needs --data FILE, a motion .npz; {MAKE_MOTION_HINT}")
+    return (*make_cmu_datasets(
+        args.data, num_frames, cameras=args.cameras, noise_px=args.noise_px, seed=args.seed,
+        train_stride=args.train_stride, flip=not args.no_flip_augment, max_train_clips=args.max_train_clips,
+        max_test_clips=args.max_test_clips, split_by=args.split_by, test_data=args.test_data), None)
 
 
 def _prepare_model(model: nn.Module, args: argparse.Namespace, parser: argparse.ArgumentParser
@@ -555,6 +654,8 @@ def _prepare_model(model: nn.Module, args: argparse.Namespace, parser: argparse.
 
     teacher = None
     if args.init_from:
+        if not os.path.exists(args.init_from):
+            parser.error(f"--init-from {args.init_from}: no such checkpoint")
         state = _state_dict_of(args.init_from)
         if any(k.split(".")[0] in HOT_PARAMETERS for k in state):
             if not args.hot:
@@ -585,10 +686,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     model = build_from_spec(args.model, args.config, kwargs)
     teacher = _prepare_model(model, args, parser)
     t = model_num_frames(model)
-    train_set, test_set = make_cmu_datasets(
-        args.data, t, cameras=args.cameras, noise_px=args.noise_px, seed=args.seed,
-        train_stride=args.train_stride, flip=not args.no_flip_augment,
-        max_train_clips=args.max_train_clips, max_test_clips=args.max_test_clips)
+    from .data.readers import DataError
+    try:
+        train_set, test_set, test_by_action = make_datasets(args, t)
+    except DataError as exc:  # a user error: one line, argparse's exit status, no traceback
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
         weight_decay=args.weight_decay, clip_grad=args.clip_grad, velocity_weight=args.velocity_weight,
@@ -603,6 +706,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         last = history[-1]
         scores = f"test MPJPE {last['mpjpe']:.1f} mm, P-MPJPE {last['p_mpjpe']:.1f} mm" if "mpjpe" in last else ""
         print(f"done in {time.time() - started:.0f} s; {scores}; checkpoints in {args.out}")
+        if test_by_action:
+            from .data.h36m import evaluate_by_action, format_action_table
+            table = evaluate_by_action(model, test_by_action, flip=args.eval_flip, batch_size=config.eval_batch_size,
+                                       frame_stride=args.eval_frame_stride, num_frames=t)
+            print(f"Human3.6M, last epoch's model, {args.keypoints} 2D, errors in mm averaged per action:\n"
+                  f"{format_action_table(table)}\nProtocol 1 (MPJPE) {table['average']['mpjpe']:.1f} mm, "
+                  f"Protocol 2 (P-MPJPE) {table['average']['p_mpjpe']:.1f} mm")
     return 0
 
 
