@@ -130,3 +130,163 @@ class PoseFormerLike(nn.Module):
             x = blk(x)
         x = self.weighted_mean(self.norm(x))
         return self.head(x).view(b, 1, j, 3)
+
+
+class SequentialVPT(nn.Module):
+    """The simplest VPT: one token per frame ``b t c``, blocks in an ``nn.Sequential``, seq2seq."""
+
+    def __init__(self, frames=27, joints=17, in_chans=2, dim=16, depth=3, num_heads=2):
+        super().__init__()
+        self.embed = nn.Linear(joints * in_chans, dim)
+        self.temporal_pos = nn.Parameter(torch.randn(1, frames, dim) * 0.1)
+        self.blocks = nn.Sequential(*(Block(dim, num_heads, 2 * dim) for _ in range(depth)))
+        self.head = nn.Linear(dim, joints * 3)
+
+    def forward(self, x):
+        b, f, j, _ = x.shape
+        x = self.blocks(self.embed(x.reshape(b, f, -1)) + self.temporal_pos)
+        return self.head(x).reshape(b, f, j, 3)
+
+
+class TorchEncoderVPT(nn.Module):
+    """``nn.TransformerEncoderLayer`` blocks on per-joint sequences ``(b j) t c``; no size attributes,
+    so wrapping needs ``example_input=`` (or ``input_shape=``)."""
+
+    def __init__(self, frames=27, joints=17, in_chans=2, dim=16, depth=3, num_heads=2):
+        super().__init__()
+        self.embed = nn.Linear(in_chans, dim)
+        self.position = nn.Parameter(torch.randn(1, frames, dim) * 0.1)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(dim, num_heads, 2 * dim, dropout=0.0, batch_first=True) for _ in range(depth))
+        self.out = nn.Linear(dim, 3)
+
+    def forward(self, x):
+        b, f, j, _ = x.shape
+        x = rearrange(self.embed(x), "b f j c -> (b j) f c") + self.position
+        for layer in self.layers:
+            x = layer(x)
+        return self.out(rearrange(x, "(b j) f c -> b f j c", j=j))
+
+
+class MHABlock(nn.Module):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x):
+        h = self.norm(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(x)
+
+
+class MHAVPT(nn.Module):
+    """``nn.MultiheadAttention`` blocks on frame tokens ``b t c``."""
+
+    def __init__(self, frames=27, joints=17, in_chans=2, dim=16, depth=3, num_heads=2):
+        super().__init__()
+        self.num_frames, self.num_joints, self.in_chans = frames, joints, in_chans
+        self.embed = nn.Linear(joints * in_chans, dim)
+        self.frame_pos = nn.Parameter(torch.randn(1, frames, dim) * 0.1)
+        self.blocks = nn.ModuleList(MHABlock(dim, num_heads) for _ in range(depth))
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, joints * 3))
+
+    def forward(self, x):
+        b, f, j, _ = x.shape
+        x = self.embed(x.reshape(b, f, -1)) + self.frame_pos
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(x).reshape(b, f, j, 3)
+
+
+class JointTimeVPT(nn.Module):
+    """Joint-time tokens ``b (t j) c``: every block attends over all frames and joints at once."""
+
+    def __init__(self, frames=9, joints=5, in_chans=2, dim=16, depth=3, num_heads=2):
+        super().__init__()
+        self.num_frames, self.num_joints, self.in_chans = frames, joints, in_chans
+        self.embed = nn.Linear(in_chans, dim)
+        self.temporal_pos = nn.Parameter(torch.randn(1, frames, 1, dim) * 0.1)
+        self.blocks = nn.ModuleList(Block(dim, num_heads, 2 * dim) for _ in range(depth))
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x):
+        b, f, j, _ = x.shape
+        x = rearrange(self.embed(x) + self.temporal_pos, "b f j c -> b (f j) c")
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(rearrange(x, "b (f j) c -> b f j c", f=f))
+
+
+class JointMajorBlock(nn.Module):
+    """Takes ``(b, j, t, c)`` tokens and attends over time for each joint."""
+
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.block = Block(dim, num_heads, 2 * dim)
+
+    def forward(self, x):
+        b, j, t, c = x.shape
+        return self.block(x.reshape(b * j, t, c)).reshape(b, j, t, c)
+
+
+class JointMajorVPT(nn.Module):
+    """Blocks take 4-D joint-major tokens ``b j t c``."""
+
+    def __init__(self, frames=27, joints=17, in_chans=2, dim=16, depth=3, num_heads=2):
+        super().__init__()
+        self.num_frames, self.num_joints, self.in_chans = frames, joints, in_chans
+        self.embed = nn.Linear(in_chans, dim)
+        self.temporal_pos = nn.Parameter(torch.randn(1, 1, frames, dim) * 0.1)
+        self.blocks = nn.ModuleList(JointMajorBlock(dim, num_heads) for _ in range(depth))
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x):
+        x = self.embed(x.transpose(1, 2)) + self.temporal_pos
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(x).transpose(1, 2)
+
+
+class TupleBlock(nn.Module):
+    """A block that returns ``(tokens, attention weights)``, as some upstream code does."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.fc = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        return x + self.fc(x), x.mean(dim=-1)
+
+
+class TupleBlocksVPT(nn.Module):
+    def __init__(self, frames=27, joints=17, in_chans=2, dim=16, depth=3):
+        super().__init__()
+        self.num_frames, self.num_joints, self.in_chans = frames, joints, in_chans
+        self.embed = nn.Linear(joints * in_chans, dim)
+        self.blocks = nn.ModuleList(TupleBlock(dim) for _ in range(depth))
+        self.head = nn.Linear(dim, joints * 3)
+
+    def forward(self, x):
+        b, f, j, _ = x.shape
+        x = self.embed(x.reshape(b, f, -1))
+        for blk in self.blocks:
+            x, _ = blk(x)
+        return self.head(x).reshape(b, f, j, 3)
+
+
+class SharedBlocksVPT(TupleBlocksVPT):
+    """ALBERT-style weight sharing: the same block list runs twice per forward."""
+
+    def __init__(self, frames=27, joints=17, in_chans=2, dim=16, depth=3, num_heads=2):
+        super().__init__(frames, joints, in_chans, dim, depth)
+        self.blocks = nn.ModuleList(Block(dim, num_heads, 2 * dim) for _ in range(depth))
+
+    def forward(self, x):
+        b, f, j, _ = x.shape
+        x = self.embed(x.reshape(b, f, -1))
+        for _ in range(2):
+            for blk in self.blocks:
+                x = blk(x)
+        return self.head(x).reshape(b, f, j, 3)
