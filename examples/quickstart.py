@@ -2,6 +2,9 @@
 
     python examples/quickstart.py
 """
+import os
+import tempfile
+
 import torch
 from einops import rearrange
 from torch import nn
@@ -60,7 +63,13 @@ def main() -> None:
     optimiser.step()
     print(f"one training step: loss {loss.item():.3f}; kept frames of clip 0: {model.hot.last_indices[0].tolist()}")
 
-    torch.save(model.state_dict(), "/tmp/my_vpt_hot.pt")  # original keys + pos_embed_token, x_token, cross_attention.*
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "my_vpt_hot.pt")
+        torch.save(model.state_dict(), path)  # original keys + pos_embed_token, x_token, cross_attention.*
+        # A fresh copy of your model, wrapped the same way, takes the checkpoint back.
+        restored = wrap_with_hot(MyVPT(), prune_block=2, tokens=27)
+        restored.load_state_dict(torch.load(path))
+        print(f"saved and reloaded {os.path.basename(path)}: {len(restored.state_dict())} tensors")
     unwrap_hot(model)
     print("unwrapped; output shape", tuple(model(x).shape))
 
