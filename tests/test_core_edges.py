@@ -65,3 +65,144 @@ def test_presets_scale_the_prune_block_with_depth(family, recover, depth, expect
 def test_preset_of_a_shallow_short_zoo_model():
     model = wrap_with_hot(build_model("mixste", "small"))  # depth 4 (paper 8), 27 frames (paper 243)
     assert (model.hot.prune_block, model.hot.tokens) == (2, 9)
+
+
+# --- selection, recovery and layouts: behaviour the mutation run found unchecked -----------------
+from hourglass_tokenizer.clustering import (CoverageSelector, DpcKnnSelector, RandomSelector, dpc_knn,  # noqa: E402
+                                            dpc_knn_coverage, dpc_knn_scores, uniform)
+from hourglass_tokenizer.layouts import TokenLayout  # noqa: E402
+from hourglass_tokenizer.recovery import CrossAttention, corrected_interpolation, interpolate_frames  # noqa: E402
+
+
+def features(b=2, t=24, c=8, seed=0):
+    return torch.randn(b, t, c, generator=torch.Generator().manual_seed(seed))
+
+
+def test_dpc_knn_range_of_f_and_exclusion():
+    x = features()
+    best = dpc_knn_scores(x).argmax(dim=-1)
+    assert dpc_knn(x, 1).tolist() == [[int(best[0])], [int(best[1])]]
+    assert dpc_knn(x, 23, exclude=2).tolist() == [[i for i in range(24) if i != 2]] * 2
+    with pytest.raises(ValueError, match="cannot pick 24 of 23 selectable frames"):
+        dpc_knn(x, 24, exclude=2)
+    with pytest.raises(ValueError, match=r"expects features of shape \(batch, frames, channels\), got \(24, 8\)"):
+        dpc_knn_scores(x[0])
+    with pytest.raises(ValueError, match=r"needs 1 <= k <= frames \(24\), got k=0"):
+        dpc_knn_scores(x, k=0)
+    assert dpc_knn_scores(x, k=1).shape == dpc_knn_scores(x, k=24).shape == (2, 24)
+
+
+def test_selectors_use_their_k():
+    x = features(seed=3)
+    assert not torch.equal(dpc_knn(x, 6, k=2), dpc_knn(x, 6, k=5))  # k matters on this input
+    assert torch.equal(DpcKnnSelector(k=5)(x, 6), dpc_knn(x, 6, k=5))
+    assert not torch.equal(dpc_knn_coverage(x, 6, k=2), dpc_knn_coverage(x, 6, k=5))
+    assert torch.equal(CoverageSelector(k=5)(x, 6), dpc_knn_coverage(x, 6, k=5))
+
+
+def test_coverage_takes_each_strata_peak_with_the_ends_kept():
+    x = features(seed=4)
+    score = dpc_knn_scores(x, k=5)
+    score[:, 0] = score[:, -1] = float("inf")
+    expected = [[int(score[s, [i for i in range(24) if i * 6 // 24 == q]].argmax()) + q * 4 for q in range(6)]
+                for s in range(2)]
+    assert dpc_knn_coverage(x, 6, k=5).tolist() == expected
+
+
+def test_uniform_range_of_f():
+    x = features()
+    assert uniform(x, 1).tolist() == [[0], [0]]
+    assert uniform(x, 24).tolist() == [list(range(24))] * 2
+    assert uniform(x, 23, exclude=0).tolist() == [list(range(1, 24))] * 2
+    with pytest.raises(ValueError, match="uniform cannot pick 24 of 23 selectable frames"):
+        uniform(x, 24, exclude=0)
+
+
+def test_random_selector_per_sample_range_and_exclusion():
+    x = features(b=4, t=20)
+    selector = RandomSelector(seed=5)
+    assert selector.seed == 5 and repr(selector) == "RandomSelector(seed=5)"
+    picks = selector(x, 3)
+    assert len({tuple(row) for row in picks.tolist()}) > 1  # every sample draws its own frames
+    assert selector(x, 1).shape == (4, 1) and selector(x, 20).tolist() == [list(range(20))] * 4
+    assert not (selector(x, 19, exclude=3) == 3).any()
+    with pytest.raises(ValueError, match="random cannot pick 20 of 19 selectable frames"):
+        selector(x, 20, exclude=3)
+
+
+def test_interpolation_copies_the_end_frames_exactly():
+    kept = torch.randn(2, 3, 4) * 100
+    idx = torch.tensor([[5, 9, 12], [0, 1, 20]])
+    out = interpolate_frames(kept, idx, 24)
+    for s in range(2):
+        first, last = idx[s, 0], idx[s, -1]
+        assert torch.equal(out[s, :first + 1], kept[s, :1].expand(int(first) + 1, -1))
+        assert torch.equal(out[s, last:], kept[s, -1:].expand(24 - int(last), -1))
+        assert torch.equal(out[s, idx[s]], kept[s])
+
+
+def hand_attention(ca, query, key):
+    n, lq, c = query.shape
+    h = ca.num_heads
+    q = torch.nn.functional.linear(query, ca.linear_q.weight, ca.linear_q.bias).reshape(n, lq, h, -1).transpose(1, 2)
+    k = torch.nn.functional.linear(key, ca.linear_k.weight, ca.linear_k.bias).reshape(n, -1, h, c // h).transpose(1, 2)
+    v = torch.nn.functional.linear(key, ca.linear_v.weight, ca.linear_v.bias).reshape(n, -1, h, c // h).transpose(1, 2)
+    weights = torch.softmax(q @ k.transpose(-1, -2) / (c // h) ** 0.5, dim=-1)
+    return torch.nn.functional.linear((weights @ v).transpose(1, 2).reshape(n, lq, c), ca.proj.weight, ca.proj.bias)
+
+
+def test_corrected_interpolation_adds_the_attention_to_its_queries():
+    torch.manual_seed(0)
+    ca = CrossAttention(8, 2)
+    with torch.no_grad():
+        for p in ca.parameters():
+            p.normal_(0, 0.3)
+    x_token = torch.randn(1, 10, 8)
+    kept, idx = torch.randn(2, 4, 8), torch.tensor([[0, 3, 6, 9], [1, 2, 5, 8]])
+    queries = x_token + interpolate_frames(kept, idx, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(corrected_interpolation(x_token, ca, kept, idx),
+                                   queries + hand_attention(ca, queries, kept), atol=1e-5, rtol=1e-5)
+
+
+def test_cross_attention_options():
+    torch.manual_seed(0)
+    plain = CrossAttention(64, 4)
+    assert plain.proj.weight.abs().sum() > 0  # only zero_output=True starts the projection at zero
+    assert CrossAttention(64, 4, zero_output=True).proj.weight.abs().sum() == 0
+    for linear in (plain.linear_q, plain.linear_k, plain.linear_v, plain.proj):
+        assert 0.015 < float(linear.weight.std()) < 0.025 and linear.bias is not None
+    assert CrossAttention(64, 4, qkv_bias=False).linear_q.bias is None
+    dropping = CrossAttention(8, 2, attn_drop=0.5)
+    query, key = torch.randn(2, 6, 8), torch.randn(2, 4, 8)
+    with torch.no_grad():
+        dropping.eval()  # no attention dropout at evaluation
+        torch.testing.assert_close(dropping(query, key, key), hand_attention(dropping, query, key), atol=1e-6, rtol=1e-5)
+        dropping.train()
+        assert not torch.allclose(dropping(query, key, key), dropping(query, key, key))
+
+
+@pytest.mark.parametrize("pattern", ["b t j", "c b t", "b t x c", "b b t c", "t j c", "b j c"])
+def test_layout_patterns_that_are_rejected(pattern):
+    with pytest.raises(ValueError, match=f"layout '{pattern}': (the channel axis 'c' must be the last axis|expected "
+                                         "axes b, t, optional j, and c)"):
+        TokenLayout(pattern)
+
+
+def test_layout_patterns_are_normalised():
+    assert TokenLayout(" ( b  t )  j c ").pattern == "(b t) j c"
+    assert TokenLayout("b (t j) c").pattern == "b (t j) c"
+    merged = TokenLayout("b t (j c)")  # one token per frame: read as b t c
+    assert merged.pattern == "b t c" and merged.axes == ("b", "t", "c") and merged == TokenLayout("b t c")
+
+
+def test_layout_shape_errors_and_dtype_promotion():
+    layout = TokenLayout("(b t) j c")
+    with pytest.raises(ValueError, match=r"tokens of shape \(5, 3, 4\) do not fit layout '\(b t\) j c' "
+                                         r"with b=2, t=3, j=3 \(expected \(6, 3, 4\)\)"):
+        layout.gather(torch.zeros(5, 3, 4), torch.zeros(2, 1, dtype=torch.long), 2, 3, 3)
+    full = torch.zeros(2 * 3, 3, 4)
+    kept = torch.ones(2 * 2, 3, 4, dtype=torch.bfloat16)
+    out = layout.scatter(full, kept, torch.tensor([[0, 2], [1, 2]]), 2, 3, 3)
+    assert out.dtype == torch.float32
+    assert out.reshape(2, 3, 3, 4)[:, :, 0, 0].tolist() == [[1, 0, 1], [0, 1, 1]]
