@@ -477,7 +477,8 @@ def _progress(total: int, desc: str):
 
 
 # Constructor argument that sets the clip length T, per zoo model.
-_FRAMES_ARGUMENT = {"mixste": "num_frames", "motionbert": "maxlen", "poseformer": "num_frames"}
+_FRAMES_ARGUMENT = {"mixste": "num_frames", "motionbert": "maxlen", "poseformer": "num_frames",
+                    "motionagformer": "n_frames"}
 
 
 def _build_pair(args: argparse.Namespace, overrides: Mapping[str, Any]):
@@ -490,7 +491,7 @@ def _build_pair(args: argparse.Namespace, overrides: Mapping[str, Any]):
     torch.manual_seed(args.seed)
     try:
         model = build_model(args.model, config=args.config, **overrides)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:  # TypeError: an override the constructor does not take
         raise UsageError(f"cannot build {args.model} ({args.config}): {err}") from err
     numbers = {k: v for k, v in (("prune_block", args.prune_block), ("tokens", args.tokens)) if v is not None}
     # With no numbers the wrapper's presets choose the paper's setting for this architecture.
