@@ -31,6 +31,8 @@ from typing import Any, Iterable, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from .modes import evaluation_mode
+
 __all__ = ["count_flops", "count_flops_by_operator", "count_params", "format_count", "FREE_OPS", "EXTRA_HANDLES"]
 
 _log = logging.getLogger(__name__)
@@ -154,17 +156,11 @@ def _analysis(model: nn.Module, inputs: Tuple[Any, ...]):
 def _run_counted(model: nn.Module, inputs: Inputs):
     """Trace ``model`` in eval mode under ``no_grad``, restoring every module's training flag."""
     args = _prepare_inputs(inputs)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            analysis = _analysis(model, args)
-            by_operator = analysis.by_operator()
-            total = analysis.total()
-            unknown = analysis.unsupported_ops()
-    finally:
-        for module, mode in modes:
-            module.training = mode
+    with evaluation_mode(model), torch.no_grad():
+        analysis = _analysis(model, args)
+        by_operator = analysis.by_operator()
+        total = analysis.total()
+        unknown = analysis.unsupported_ops()
     if unknown:
         # Ops outside both lists: counted as zero. Say so once, quietly, instead of fvcore's
         # one-warning-per-op spam; raise the logger level to see it.

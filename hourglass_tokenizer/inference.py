@@ -24,6 +24,7 @@ from torch import nn
 
 from .data.skeleton import flip_pose
 from .data.windows import centred_start, edge_padded_window
+from .modes import evaluation_mode
 
 __all__ = ["predict", "is_seq2frame", "detect_seq2frame", "select_prediction", "model_num_frames"]
 
@@ -84,13 +85,8 @@ def detect_seq2frame(model: nn.Module, num_frames: Optional[int] = None, num_joi
         return True
     t = model_num_frames(model, num_frames)
     device, dtype = _device_dtype(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return is_seq2frame(model, model(torch.zeros(1, t, num_joints, in_chans, device=device, dtype=dtype)))
-    finally:
-        model.train(was_training)
+    with evaluation_mode(model), torch.no_grad():
+        return is_seq2frame(model, model(torch.zeros(1, t, num_joints, in_chans, device=device, dtype=dtype)))
 
 
 def _seq2seq_starts(n: int, t: int) -> list:
@@ -148,9 +144,7 @@ def predict(model: nn.Module, keypoints_2d: Union[np.ndarray, torch.Tensor], *, 
         raise IndexError(f"frames must lie in 0..{n - 1}")
     device, dtype = _device_dtype(model)
 
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluation_mode(model):
         if seq2frame is None:
             seq2frame = detect_seq2frame(model, t, kp.shape[1], kp.shape[2])
         if seq2frame:
@@ -168,5 +162,3 @@ def predict(model: nn.Module, keypoints_2d: Union[np.ndarray, torch.Tensor], *, 
             pred[lo:hi] = window_out[lo - s:hi - s]
             covered = max(covered, hi)
         return pred[wanted]
-    finally:
-        model.train(was_training)

@@ -164,6 +164,7 @@ def test_available_models_lists_names_and_configs() -> None:
         "mixste": ["h36m-243", "small"],
         "motionbert": ["h36m-243", "hot-243", "small"],
         "poseformer": ["h36m-81", "small"],
+        "motionagformer": ["xsmall", "small", "base", "large", "hot-243", "tiny"],
     }
 
 

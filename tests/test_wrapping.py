@@ -1,6 +1,8 @@
 import copy
 import io
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -311,7 +313,7 @@ def test_selectors_and_user_rng():
     assert calls == [(3, T, 16)]
     assert model.hot.last_indices[0].tolist() == [0, 3, 6, 9, 12, 15, 18, 21, 24]
     model.hot.selector = lambda features, f: torch.zeros(features.shape[0], f, dtype=torch.long)
-    with pytest.raises(ValueError, match="must return 9 unique frame indices"):
+    with pytest.raises(ValueError, match="returned a frame twice in one sample"):
         model(x)
 
 
@@ -353,15 +355,23 @@ def test_bad_numbers_name_the_argument():
     model, x, _ = build("mixste")
     with pytest.raises(ValueError, match=r"tokens must be an int in 1..frames \(27\), got 28"):
         wrap_with_hot(model, prune_block=1, tokens=28)
-    with pytest.raises(ValueError, match="tokens must be an int in 1..frames"):
+    with pytest.raises(ValueError, match="tokens must be >= 1, got 0"):
         wrap_with_hot(model, prune_block=1, tokens=0)
     with pytest.raises(ValueError, match=r"prune_block must be an int in 1..3 .* got 4"):
         wrap_with_hot(model, prune_block=4, tokens=9)
-    with pytest.raises(ValueError, match="prune_block must be an int in 1..3"):
+    with pytest.raises(ValueError, match=r"prune_block must be >= 1 \(block 0 always sees every frame\), got 0"):
         wrap_with_hot(model, prune_block=0, tokens=9)
     with pytest.raises(ValueError, match="give both prune_block and tokens"):
         wrap_with_hot(model, prune_block=1)
+    with pytest.raises(TypeError, match="prune_block must be an integer, got the bool True"):
+        wrap_with_hot(model, prune_block=True, tokens=9)
+    with pytest.raises(TypeError, match="tokens must be an integer, got float 9.0"):
+        wrap_with_hot(model, prune_block=1, tokens=9.0)
     assert not is_hot(model)
+    wrap_with_hot(model, prune_block=np.int64(1), tokens=np.int64(9))  # integer-like numbers are integers
+    assert (model.hot.prune_block, model.hot.tokens) == (1, 9) and type(model.hot.tokens) is int
+    with pytest.raises(TypeError, match="tokens must be an integer"):
+        model.hot.tokens = "9"
 
 
 def test_bad_inputs_are_rejected():
@@ -396,9 +406,11 @@ def test_model_without_block_list():
 
 def test_ambiguous_layout_when_frames_equal_joints():
     model = MixSTELike(frames=J, joints=J)
-    with pytest.raises(ValueError, match=r"fits several layouts .*frames=17, joints=17.*layouts="):
+    # One message names every entry needed, the head's included: no round after round.
+    with pytest.raises(ValueError, match=r"frames == joints == 17: .*\['head', 'spatial_blocks', 'temporal_blocks'\]"
+                                         r".*pass layouts=\{'spatial_blocks': one of"):
         wrap_with_hot(model, prune_block=1, tokens=5)
-    with pytest.raises(ValueError, match=r"head.*fits several layouts"):
+    with pytest.raises(ValueError, match=r"\['head'\] fit several patterns"):
         wrap_with_hot(model, prune_block=1, tokens=5,
                       layouts={"spatial_blocks": "(b t) j c", "temporal_blocks": "(b j) t c"})
     assert not is_hot(model)
@@ -474,7 +486,7 @@ def test_x_token_initialisation_choices():
         wrap_with_hot(unwrap_hot(model), **kwargs, x_token_init=torch.zeros(1, 5, 16))
     # A failed wrap leaves nothing behind: no hooks, no half of the new parameters.
     assert not is_hot(model) and not hasattr(model, "pos_embed_token") and not model._forward_pre_hooks
-    from hourglass_tokenizer.wrapping import _initial_x_token
+    from hourglass_tokenizer.checkpoints import initial_x_token as _initial_x_token
 
     with pytest.raises(ValueError, match=r"no temporal position embedding of shape \(1, 27, 16\)"):
         _initial_x_token(nn.Linear(2, 16), "position", T, 16)

@@ -1,0 +1,395 @@
+"""Structure discovery: one probe forward finds the block lists, their token layouts and the head.
+
+:func:`probe_structure` runs the model once on a dummy input of one sample with recording hooks on
+every candidate block list (every ``nn.ModuleList``/``nn.Sequential`` of two or more identical
+composite modules) and on the model's direct children. From the record it derives a frozen
+:class:`ModelStructure`: which lists run side by side (one depth = one block of each) or one after
+another (stages; the last stage that mixes frames is pruned), each block's layout over batch ``b``,
+frames ``t`` and joints ``j``, which integer arguments carry ``T``, and the module before which the
+frames are restored (the head). Nothing here modifies the model.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .layouts import TokenLayout, match_layouts, parse_layouts
+from .modes import evaluation_mode
+from .presets import recognise_family
+
+__all__ = ["BlockSite", "ModelStructure", "probe_structure", "example_input", "infer_input_shape"]
+
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+@dataclass
+class _Call:
+    kind: str  # "block" or "child"
+    name: str
+    args: tuple
+    kwargs: dict
+    output: Any = None
+
+
+@dataclass(frozen=True)
+class BlockSite:
+    """One block to hook: where it is, how its tokens are laid out, which arguments carry ``T``.
+
+    ``token_kwarg`` names the keyword argument that carries the tokens when the model passes them
+    by keyword (``None``: the first positional argument).
+    """
+
+    name: str
+    module: nn.Module
+    depth: int
+    layout: TokenLayout
+    frame_args: Tuple[int, ...]
+    frame_kwargs: Tuple[str, ...]
+    token_kwarg: Optional[str]
+    first_at_depth: bool
+    shares_first_input: bool
+
+
+@dataclass(frozen=True)
+class ModelStructure:
+    """What the probe found; see the module docstring."""
+
+    lists: Tuple[str, ...]
+    depth: int
+    sites: Tuple[BlockSite, ...]
+    recover_name: str
+    recover_module: nn.Module
+    recover_layout: TokenLayout
+    frames: int
+    joints: int
+    in_channels: int
+    family: Optional[str]
+    heads: int
+    recover_width: int
+    channels_at: Mapping[int, int] = field(default_factory=dict)
+
+
+def token_argument(args: tuple, kwargs: dict) -> Tuple[Optional[torch.Tensor], Optional[str]]:
+    """The token tensor of a call and the keyword that carries it (``None``: first positional)."""
+    if args and isinstance(args[0], torch.Tensor):
+        return args[0], None
+    for key, value in kwargs.items():
+        if isinstance(value, torch.Tensor):
+            return value, key
+    return None, None
+
+
+def _tensor_arg(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
+    return token_argument(args, kwargs)[0]
+
+
+def find_block_lists(model: nn.Module) -> Dict[str, nn.Module]:
+    """``nn.ModuleList``/``nn.Sequential`` containers of >= 2 identical composite modules."""
+    found = {}
+    for name, module in model.named_modules():
+        if module is model or not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) < 2:
+            continue
+        children = list(module)
+        # Leaf layers (e.g. MotionBERT's per-depth fusion Linears) are not transformer blocks.
+        if len({type(m) for m in children}) == 1 and all(any(True for _ in m.children()) for m in children):
+            found[name] = module
+    return {n: m for n, m in found.items() if not any(n.startswith(o + ".") for o in found if o != n)}
+
+
+def infer_input_shape(model: nn.Module) -> Tuple[int, int, int]:
+    """Guess ``(frames, joints, channels)`` from common attribute and parameter names."""
+    def attribute(*names: str) -> Optional[int]:
+        for n in names:
+            value = getattr(model, n, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    frames = attribute("num_frames", "num_frame", "frames", "maxlen", "receptive_field")
+    joints = attribute("num_joints", "n_joints", "joints")
+    channels = attribute("in_chans", "dim_in", "in_channels")
+    for name, p in model.named_parameters():
+        lowered = name.lower()
+        if p.dim() not in (3, 4) or p.shape[0] != 1:
+            continue
+        # Position embeddings give the sizes away: (1, T, c) / (1, T, 1, c) per frame, (1, J, c) per joint.
+        if frames is None and any(word in lowered for word in ("temp", "frame", "time")):
+            frames = p.shape[1]
+        elif joints is None and p.dim() == 3 and (
+                any(word in lowered for word in ("spatial", "joint")) or lowered.split(".")[-1] == "pos_embed"):
+            joints = p.shape[1]
+    if channels is None:
+        first_linear = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
+        channels = first_linear.in_features if first_linear is not None else None
+        # Models embedding whole frames (PoseFormer-style) see joints * channels features at once.
+        if channels is not None and channels > 3 and channels % (joints or 17) == 0:
+            channels //= joints or 17
+    if frames is None or channels is None:
+        raise ValueError("could not infer the model's input shape (frames, joints, channels); pass "
+                         "input_shape=(T, J, C) or example_input=torch.randn(1, T, J, C)")
+    return frames, joints or 17, channels
+
+
+def example_input(model: nn.Module, given: Optional[torch.Tensor], input_shape: Optional[Sequence[int]]
+                  ) -> torch.Tensor:
+    """The probe's input: one sample, ``(1, T, J, C)``, on the model's device and dtype."""
+    if given is not None:
+        if not isinstance(given, torch.Tensor) or given.dim() != 4:
+            raise ValueError("example_input must be a tensor (batch, frames, joints, channels), got "
+                             f"{tuple(given.shape) if isinstance(given, torch.Tensor) else type(given).__name__}")
+        frames, joints, channels = given.shape[1:]
+    elif input_shape is not None:
+        if len(tuple(input_shape)) != 3:
+            raise ValueError(f"input_shape must be (frames, joints, channels), got {tuple(input_shape)}")
+        frames, joints, channels = input_shape
+    else:
+        frames, joints, channels = infer_input_shape(model)
+    # One sample keeps the probe as cheap as a single inference; with b = 1 the known layouts still
+    # give distinct shapes as long as frames != joints (checked per module when they are equal).
+    param = next(model.parameters(), None)
+    device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+    sample = torch.randn(1, frames, joints, channels, generator=torch.Generator().manual_seed(0))
+    if given is not None:
+        sample = sample.to(given.dtype)
+    return sample.to(device=device, dtype=dtype if sample.is_floating_point() else sample.dtype)
+
+
+def _num_heads(block: nn.Module, width: int) -> int:
+    for m in block.modules():
+        heads = getattr(m, "num_heads", None)
+        if isinstance(heads, int) and heads > 0 and width % heads == 0:
+            return heads
+    return math.gcd(width, 8)
+
+
+def _record_calls(model: nn.Module, example: torch.Tensor, candidates: Dict[str, nn.Module],
+                  extra: Dict[str, nn.Module]) -> List[_Call]:
+    log: List[_Call] = []
+    handles = []
+
+    def recorder(kind: str, name: str) -> Tuple[Callable, Callable]:
+        def pre(module, args, kwargs):
+            log.append(_Call(kind, name, args, dict(kwargs)))
+
+        def post(module, args, kwargs, output):
+            for call in reversed(log):
+                if call.name == name and call.output is None:
+                    call.output = output
+                    break
+        return pre, post
+
+    targets = [("block", f"{lname}.{d}", blk) for lname, lst in candidates.items() for d, blk in enumerate(lst)]
+    listed = set(map(id, candidates.values()))
+    targets += [("child", n, m) for n, m in model.named_children() if id(m) not in listed]
+    targets += [("child", n, m) for n, m in extra.items()]
+    for kind, name, module in targets:
+        pre, post = recorder(kind, name)
+        handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(module.register_forward_hook(post, with_kwargs=True))
+    try:
+        with evaluation_mode(model), torch.no_grad():
+            model(example)
+    except Exception as error:
+        raise RuntimeError(f"the probe forward on an input of shape {tuple(example.shape)} failed ({error}); "
+                           "pass example_input= (or input_shape=(T, J, C)) matching your model") from error
+    finally:
+        for h in handles:
+            h.remove()
+    return log
+
+
+def _layout_candidates(call: _Call, b: int, t: int, j: int) -> List[TokenLayout]:
+    x = _tensor_arg(call.args, call.kwargs)
+    return [] if x is None else match_layouts(x.shape, b, t, j)
+
+
+def _check_ambiguity(calls: List[_Call], overrides: Dict[str, TokenLayout], b: int, t: int, j: int) -> None:
+    """With ``T == J`` several layouts fit one shape: ask for every needed ``layouts`` entry at once."""
+    needed: Dict[str, List[str]] = {}
+    for call in calls:
+        owner = call.name.rsplit(".", 1)[0] if call.kind == "block" else call.name
+        if owner in overrides:
+            continue
+        found = _layout_candidates(call, b, t, j)
+        if len(found) > 1:
+            needed.setdefault(owner, [l.pattern for l in found])
+    if needed:
+        suggestion = ", ".join(f"'{owner}': one of {patterns}" for owner, patterns in needed.items())
+        raise ValueError(f"frames == joints == {t}: the token layouts of {sorted(needed)} fit several patterns; "
+                         f"pass layouts={{{suggestion}}}")
+
+
+def probe_structure(model: nn.Module, example: torch.Tensor, blocks: Optional[Sequence[str]] = None,
+                    layouts: Optional[Mapping[str, str]] = None, recover_before: Optional[str] = None
+                    ) -> ModelStructure:
+    """Run the probe forward on ``example`` ``(1, T, J, C)`` and describe the model's structure.
+
+    Args:
+        blocks: names of the block lists to prune (side by side); found automatically when omitted.
+        layouts: ``{block list or module name: pattern}`` overrides of the inferred layouts.
+        recover_before: the module before which the frames are restored.
+
+    Raises:
+        ValueError: no usable block list, an unknown name in ``blocks``/``layouts``/``recover_before``,
+            ambiguous layouts (``T == J``), or no module after the last block.
+    """
+    b, t, j = example.shape[:3]
+    overrides = parse_layouts(dict(layouts or {}))
+    modules = dict(model.named_modules())
+    candidates = find_block_lists(model)
+    if blocks is not None:
+        missing = [n for n in blocks if n not in modules]
+        if missing:
+            raise ValueError(f"blocks={list(blocks)}: no module named {missing}; block lists found: {sorted(candidates)}")
+        candidates = {n: model.get_submodule(n) for n in blocks}
+    if not candidates:
+        raise ValueError("no block list found: HoT needs the transformer blocks in an nn.ModuleList (or "
+                         "nn.Sequential) of identical modules; pass blocks=['name', ...]")
+    if recover_before is not None and recover_before not in modules:
+        children = [n for n, _ in model.named_children()]
+        raise ValueError(f"recover_before={recover_before!r}: the model has no module of that name; its direct "
+                         f"children are {children}")
+    extra = {recover_before: modules[recover_before]} if recover_before else {}
+    log = _record_calls(model, example, candidates, extra)
+    unknown = sorted(set(overrides) - set(candidates) - {c.name for c in log if c.kind == "child"})
+    if unknown:
+        called = [c.name for c in log if c.kind == "child"]
+        raise ValueError(f"layouts: no block list or called module named {unknown}; block lists "
+                         f"{sorted(candidates)}, modules called by forward {called}")
+    block_positions = [p for p, c in enumerate(log) if c.kind == "block"]
+    if block_positions:  # the blocks and the likely head: every entry the user must give, in one message
+        likely_head = _recovery_point(model, log, max(block_positions), recover_before, required=False)
+        _check_ambiguity([c for c in log if c.kind == "block"] + ([likely_head] if likely_head else []),
+                         overrides, b, t, j)
+
+    def layout_of(owner: str, call: _Call) -> Optional[TokenLayout]:
+        if owner in overrides:
+            return overrides[owner]
+        found = _layout_candidates(call, b, t, j)
+        return found[0] if found else None
+
+    block_calls: Dict[str, List[Tuple[int, _Call]]] = {}
+    for position, call in enumerate(log):
+        if call.kind == "block":
+            block_calls.setdefault(call.name.rsplit(".", 1)[0], []).append((position, call))
+    usable: Dict[str, Tuple[TokenLayout, int, int]] = {}
+    rejected = {}
+    for lname, lst in candidates.items():
+        calls = block_calls.get(lname, [])
+        names = [c.name for _, c in calls]
+        if len(calls) != len(lst) or len(set(names)) != len(lst):
+            rejected[lname] = f"{len(calls)} calls for {len(lst)} blocks (HoT needs each block called once)"
+            continue
+        found = {layout_of(lname, c) for _, c in calls}
+        if None in found or len(found) != 1:
+            rejected[lname] = "inputs are not token tensors over (batch, frames, joints)"
+            continue
+        bad = [c.name for _, c in calls if not isinstance(c.output, torch.Tensor)
+               or c.output.shape != _tensor_arg(c.args, c.kwargs).shape]
+        if bad:
+            rejected[lname] = f"{bad[0]} does not return one tensor of its input's shape"
+            continue
+        usable[lname] = (found.pop(), calls[0][0], calls[-1][0])
+    if blocks is not None and rejected:
+        raise ValueError(f"cannot use the given block lists: {rejected}")
+    if not usable:
+        raise ValueError(f"no usable block list: candidates {sorted(candidates) or 'none'} were rejected "
+                         f"({rejected}); pass blocks=[...] and layouts={{...}}")
+
+    group = _pruned_group(usable, block_calls, t, explicit=blocks is not None)
+    depths = {len(candidates[n]) for n in group}
+    if len(depths) != 1:
+        raise ValueError(f"block lists {group} run side by side but have different lengths {sorted(depths)}")
+    depth = depths.pop()
+    sites, channels_at = _sites(group, depth, candidates, usable, block_calls, t)
+    last_block = max(usable[n][2] for n in group)
+    recover_call = _recovery_point(model, log, last_block, recover_before)
+    recover_layout = layout_of(recover_call.name, recover_call)
+    if recover_layout is None:
+        shape = tuple(_tensor_arg(recover_call.args, recover_call.kwargs).shape)
+        raise ValueError(f"the input of {recover_call.name!r} (shape {shape}) is not a token tensor over "
+                         f"(batch={b}, frames={t}, joints={j}); pass recover_before= or layouts={{...}}")
+    recover_width = _tensor_arg(recover_call.args, recover_call.kwargs).shape[-1]
+    takes_frames = any(s.frame_args or s.frame_kwargs for s in sites)
+    return ModelStructure(
+        lists=tuple(group), depth=depth, sites=tuple(sites), recover_name=recover_call.name,
+        recover_module=model.get_submodule(recover_call.name), recover_layout=recover_layout, frames=t, joints=j,
+        in_channels=example.shape[3], family=recognise_family([usable[n][0] for n in group], takes_frames),
+        heads=_num_heads(candidates[group[0]][0], recover_width), recover_width=recover_width,
+        channels_at=dict(channels_at))
+
+
+def _pruned_group(usable: Dict[str, Tuple[TokenLayout, int, int]], block_calls: Dict[str, List[Tuple[int, _Call]]],
+                  t: int, explicit: bool) -> List[str]:
+    """Lists whose calls interleave run side by side (one depth = one block of each); lists that run
+    one after another are stages, and HoT prunes the last stage that mixes frames."""
+    groups: List[List[str]] = []
+    for lname in sorted(usable, key=lambda n: usable[n][1]):
+        start = usable[lname][1]
+        if groups and any(usable[o][2] > start for o in groups[-1]):
+            groups[-1].append(lname)
+        else:
+            groups.append([lname])
+    if explicit:
+        if len(groups) != 1:
+            raise ValueError(f"blocks={sorted(usable)} run one after another, not side by side; give one stage")
+        return groups[0]
+
+    # A '(b t) j c' block can still mix frames when it is told the frame count (MotionBERT).
+    def mixes_frames(lname: str) -> bool:
+        return not usable[lname][0].is_spatial or any(
+            type(a) is int and a == t for _, c in block_calls[lname] for a in c.args[1:] + tuple(c.kwargs.values()))
+
+    temporal = [g for g in groups if any(mixes_frames(n) for n in g)]
+    if not temporal:
+        raise ValueError(f"no block list mixes frames (all are spatial '(b t) j c' without a frame-count "
+                         f"argument): {sorted(usable)}; pass blocks=[...] to prune anyway")
+    return temporal[-1]
+
+
+def _sites(group: List[str], depth: int, candidates: Dict[str, nn.Module],
+           usable: Dict[str, Tuple[TokenLayout, int, int]], block_calls: Dict[str, List[Tuple[int, _Call]]],
+           t: int) -> Tuple[List[BlockSite], Dict[int, int]]:
+    sites: List[BlockSite] = []
+    channels_at: Dict[int, int] = {}
+    by_name = {c.name: c for calls in block_calls.values() for _, c in calls}
+    order = {c.name: p for calls in block_calls.values() for p, c in calls}
+    for d in range(depth):
+        at_depth = sorted((f"{n}.{d}" for n in group), key=order.get)
+        first_input = _tensor_arg(by_name[at_depth[0]].args, by_name[at_depth[0]].kwargs)
+        channels_at[d] = first_input.shape[-1]
+        for rank, name in enumerate(at_depth):
+            call = by_name[name]
+            lname = name.rsplit(".", 1)[0]
+            x, token_kwarg = token_argument(call.args, call.kwargs)
+            sites.append(BlockSite(
+                name=name, module=candidates[lname][d], depth=d, layout=usable[lname][0],
+                frame_args=tuple(i for i, a in enumerate(call.args) if i > 0 and type(a) is int and a == t),
+                frame_kwargs=tuple(k for k, v in call.kwargs.items() if type(v) is int and v == t),
+                token_kwarg=token_kwarg, first_at_depth=rank == 0,
+                shares_first_input=rank == 0 or x is first_input))
+    return sites, channels_at
+
+
+def _recovery_point(model: nn.Module, log: List[_Call], last_block: int, recover_before: Optional[str],
+                    required: bool = True) -> Optional[_Call]:
+    if recover_before:
+        chosen = next((c for p, c in enumerate(log) if c.name == recover_before and p > last_block), None)
+        if chosen is None and required:
+            raise ValueError(f"recover_before={recover_before!r} is not called after the last block")
+        return chosen
+
+    def looks_like_head(call: _Call) -> bool:
+        module = model.get_submodule(call.name)
+        return (not isinstance(module, _NORMS) and any(True for _ in module.parameters())
+                and _tensor_arg(call.args, call.kwargs) is not None)
+
+    chosen = next((c for p, c in enumerate(log) if p > last_block and c.kind == "child" and looks_like_head(c)), None)
+    if chosen is None and required:
+        raise ValueError("could not find the module that follows the last block (the head); "
+                         "pass recover_before='name'")
+    return chosen
