@@ -5,6 +5,7 @@ sorted in time, unique and in range. Selection never carries gradients.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable, Optional, Union
 
@@ -13,7 +14,7 @@ import torch
 Selector = Callable[..., torch.Tensor]
 
 __all__ = ["dpc_knn", "dpc_knn_scores", "dpc_knn_coverage", "uniform", "DpcKnnSelector", "CoverageSelector",
-           "RandomSelector", "resolve_selector", "SELECTORS"]
+           "RandomSelector", "resolve_selector", "SELECTORS", "choose_frames", "check_selection", "force_frame"]
 
 
 def _candidates_mask(b: int, t: int, exclude: Optional[int], device: torch.device) -> torch.Tensor:
@@ -24,10 +25,16 @@ def _candidates_mask(b: int, t: int, exclude: Optional[int], device: torch.devic
 
 
 def _top_scores(score: torch.Tensor, f: int) -> torch.Tensor:
-    # A stable descending sort makes equal scores resolve to the earlier frame, so the result
-    # never depends on topk's unspecified order among ties.
-    order = torch.sort(score, dim=-1, descending=True, stable=True).indices[:, :f]
-    return torch.sort(order, dim=-1).values
+    # The f frames a stable descending sort would put first (equal scores resolve to the earlier
+    # frame), found by ranking: frame i's rank counts the frames with a higher score, or an equal
+    # score earlier in time. O(t^2) comparisons on tiny tensors, and unlike a stable sort the ONNX
+    # exporter translates them; topk then runs on unique keys, so its order among ties never matters.
+    t = score.shape[-1]
+    frame = torch.arange(t, device=score.device)
+    earlier = frame[None, :] < frame[:, None]  # [i, j]: j comes before i
+    ahead = (score[:, None, :] > score[:, :, None]) | ((score[:, None, :] == score[:, :, None]) & earlier)
+    chosen = ahead.sum(dim=-1) < f
+    return torch.topk(torch.where(chosen, frame, frame + t), f, dim=-1, largest=False).values
 
 
 def dpc_knn(features: torch.Tensor, f: int, *, k: int = 2, exclude: Optional[int] = None) -> torch.Tensor:
@@ -72,7 +79,11 @@ def dpc_knn_scores(features: torch.Tensor, *, k: int = 2) -> torch.Tensor:
     with torch.no_grad():
         x = features.detach().float()
         # The matrix-product path of cdist leaves self-distances around 1e-3, which swamps k=2 densities.
-        dist = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist") / math.sqrt(c)
+        if torch.compiler.is_exporting():
+            # The same exact distances in ops ONNX has (cdist has no ONNX translation); (b, t, t, c) memory.
+            dist = (x[:, :, None, :] - x[:, None, :, :]).pow(2).sum(dim=-1).sqrt() / math.sqrt(c)
+        else:
+            dist = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist") / math.sqrt(c)
         nearest = torch.topk(dist, k=k, dim=-1, largest=False).values
         density = torch.exp(-(nearest**2).mean(dim=-1))
         frame = torch.arange(t, device=x.device)
@@ -190,3 +201,67 @@ def resolve_selector(selector: Union[str, Selector], *, k: int = 2, seed: int = 
         return RandomSelector(seed)
     raise ValueError(f"unknown selector {selector!r}: expected one of {SELECTORS} or a callable "
                      "(frame_features (b, t, c), f) -> indices (b, f)")
+
+
+# --------------------------------------------------------------------------------------------------
+# the selection rule the wrapper applies
+
+
+def _accepts_exclude(selector: Callable) -> bool:
+    try:
+        return "exclude" in inspect.signature(selector).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def force_frame(idx: torch.Tensor, frame: int) -> torch.Tensor:
+    """Make ``frame`` one of the indices of every row of ``idx`` ``(b, f)``: where it is missing, it
+    replaces the index nearest to it in time (the earlier one on a tie)."""
+    missing = ~(idx == frame).any(dim=-1)
+    nearest = (idx - frame).abs().argmin(dim=-1)
+    replaced = idx.scatter(1, nearest[:, None], frame)
+    return torch.where(missing[:, None], replaced, idx)
+
+
+def check_selection(idx: object, b: int, f: int, t: int, selector: object) -> torch.Tensor:
+    """Validate a selector's output: a tensor of ``f`` unique integer frame indices in ``0..t-1`` per
+    sample, shape ``(b, f)``; the error says which rule was broken."""
+    name = getattr(selector, "__name__", repr(selector))
+    if not isinstance(idx, torch.Tensor):
+        raise TypeError(f"selector {name} must return a tensor of frame indices of shape ({b}, {f}), "
+                        f"got {type(idx).__name__}")
+    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+        raise TypeError(f"selector {name} must return integer frame indices, got dtype {idx.dtype}")
+    if tuple(idx.shape) != (b, f):
+        raise ValueError(f"selector {name} must return indices of shape ({b}, {f}) (batch, tokens), "
+                         f"got {tuple(idx.shape)}")
+    if bool((idx < 0).any() | (idx >= t).any()):
+        raise ValueError(f"selector {name} returned frame indices outside 0..{t - 1}: "
+                         f"min {int(idx.min())}, max {int(idx.max())}")
+    if bool((torch.sort(idx, dim=-1).values.diff(dim=-1) == 0).any()):
+        raise ValueError(f"selector {name} returned a frame twice in one sample; the {f} indices of a sample "
+                         "must be unique")
+    return idx
+
+
+def choose_frames(selector: Selector, features: torch.Tensor, f: int, *, keep: Optional[int] = None,
+                  check: bool = False) -> torch.Tensor:
+    """The frames the wrapper keeps: ``selector(features, f)``, sorted, as ``(b, f)`` int64.
+
+    With ``keep`` that frame is always kept (TPC-only models predict the centre frame, as in the
+    official code): selectors that take ``exclude`` choose ``f - 1`` other frames, others have their
+    nearest pick replaced by it. ``check`` validates the selector's output first
+    (:func:`check_selection`); the built-in selectors need no check.
+    """
+    b, t = features.shape[:2]
+    if keep is not None and _accepts_exclude(selector):
+        kept = torch.full((b, 1), keep, dtype=torch.long, device=features.device)
+        idx = kept if f == 1 else torch.cat([selector(features, f - 1, exclude=keep).to(kept), kept], 1)
+    else:
+        idx = selector(features, f)
+        if check:
+            check_selection(idx, b, f, t, selector)
+        idx = idx.to(device=features.device, dtype=torch.long)
+        if keep is not None:
+            idx = force_frame(idx, keep)
+    return torch.sort(idx, dim=-1).values

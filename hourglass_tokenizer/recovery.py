@@ -149,8 +149,9 @@ def nearest_kept_frames(idx: torch.Tensor, frames: int) -> torch.Tensor:
     ``idx`` is ``(b, f)`` sorted ascending. Used by TPC-only models to fill pruned frames before a
     head that reads every frame, so the kept frames pass through unchanged.
     """
-    t = torch.arange(frames, device=idx.device).expand(idx.shape[0], frames).contiguous()
-    right = torch.searchsorted(idx, t).clamp(max=idx.shape[1] - 1)
+    t = torch.arange(frames, device=idx.device).expand(idx.shape[0], frames)
+    # searchsorted(idx, t) as a count of smaller kept frames: the ONNX exporter cannot translate searchsorted.
+    right = (idx[:, None, :] < t[:, :, None]).sum(dim=-1).clamp(max=idx.shape[1] - 1)
     left = (right - 1).clamp(min=0)
     right_frame, left_frame = idx.gather(1, right), idx.gather(1, left)
     use_left = (t - left_frame).abs() <= (right_frame - t).abs()

@@ -45,7 +45,8 @@ from .inference import detect_seq2frame, model_num_frames, predict, select_predi
 from .metrics import MM_PER_M, mpjpe, mpjve, pose_metrics
 from .clustering import SELECTORS
 from .recovery import RECOVERY_MODES
-from .wrapping import HOT_PARAMETERS, checkpoint_state_dict, wrap_with_hot
+from .checkpoints import HOT_PARAMETERS, checkpoint_state_dict
+from .wrapping import wrap_with_hot
 
 __all__ = ["TrainConfig", "train", "evaluate", "compute_loss", "DistillationLoss", "ExtraLoss", "save_checkpoint",
            "load_checkpoint", "load_pretrained", "main"]
