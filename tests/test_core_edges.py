@@ -206,3 +206,46 @@ def test_layout_shape_errors_and_dtype_promotion():
     out = layout.scatter(full, kept, torch.tensor([[0, 2], [1, 2]]), 2, 3, 3)
     assert out.dtype == torch.float32
     assert out.reshape(2, 3, 3, 4)[:, :, 0, 0].tolist() == [[1, 0, 1], [0, 1, 1]]
+
+
+class NamelessSelector:
+    def __init__(self, result):
+        self.result = result
+
+    def __call__(self, features, f):
+        return self.result
+
+    def __repr__(self):
+        return "NamelessSelector()"
+
+
+@pytest.mark.parametrize("result, error, message", [
+    ([[0, 1, 2]], TypeError, "selector {name} must return a tensor of frame indices of shape (2, 3), got list"),
+    (torch.tensor([[0.0, 1.0, 2.0]] * 2), TypeError, "selector {name} must return integer frame indices, got dtype torch.float32"),
+    (torch.tensor([[True, False, True]] * 2), TypeError, "must return integer frame indices, got dtype torch.bool"),
+    (torch.tensor([[0, 1, 2]]), ValueError, "selector {name} must return indices of shape (2, 3) (batch, tokens), got (1, 3)"),
+    (torch.tensor([[-1, 1, 2], [0, 1, 2]]), ValueError, "selector {name} returned frame indices outside 0..26: min -1, max 2"),
+    (torch.tensor([[0, 1, 27], [0, 1, 2]]), ValueError, "returned frame indices outside 0..26: min 0, max 27"),
+    (torch.tensor([[5, 1, 5], [0, 1, 2]]), ValueError, "selector {name} returned a frame twice in one sample"),
+])
+@pytest.mark.parametrize("named", [True, False])
+def test_a_custom_selectors_mistake_is_named(result, error, message, named):
+    model = wrap_with_hot(MixSTELike().eval(), prune_block=1, tokens=3, recover="interpolate")
+    if named:
+        def my_selector(features, f):
+            return result
+        model.hot.selector, name = my_selector, "my_selector"
+    else:
+        model.hot.selector, name = NamelessSelector(result), "NamelessSelector()"
+    with pytest.raises(error) as caught, torch.no_grad():
+        model(torch.randn(2, T, J, 2))
+    assert message.format(name=name) in str(caught.value)
+
+
+def test_layout_edge_patterns_and_equality():
+    for pattern in ("", "(b t c)"):
+        with pytest.raises(ValueError, match="layout"):
+            TokenLayout(pattern)
+    assert TokenLayout("b t c") != "b t c"
+    assert TokenLayout("(b t) j c") != TokenLayout("(b j) t c")
+    assert TokenLayout("(b t) j c") == TokenLayout("(b  t) j   c")
