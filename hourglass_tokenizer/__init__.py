@@ -2,6 +2,11 @@
 
     from hourglass_tokenizer import wrap_with_hot
     model = wrap_with_hot(model, prune_block=3, tokens=81)
+
+The plugin itself: ``wrapping`` (API, state, hooks), ``probe`` (structure discovery), ``clustering``
+(frame selection), ``layouts`` (gather/scatter), ``recovery`` (restoring the pruned frames) and
+``checkpoints``; it needs only torch. Tooling around it: ``flops`` (fvcore MAC counting),
+``bench``, ``training``, ``inference``, ``metrics``, ``data`` and the ``models`` zoo.
 """
 from .clustering import dpc_knn
 from .wrapping import HotState, hot_parameters, is_hot, load_official_hot, unwrap_hot, wrap_with_hot
@@ -16,13 +21,14 @@ __all__ = [
     "load_official_hot",
     "HotState",
     "dpc_knn",
+    "count_macs",
     "count_flops",
 ]
 
 
 def __getattr__(name: str):
-    # fvcore is imported only when FLOPs are counted: wrapping a model should not pay for it.
-    if name == "count_flops":
-        from .flops import count_flops
-        return count_flops
+    # fvcore is imported only when MACs are counted: wrapping a model should not pay for it.
+    if name in ("count_macs", "count_flops"):
+        from . import flops
+        return getattr(flops, name)
     raise AttributeError(f"module 'hourglass_tokenizer' has no attribute {name!r}")

@@ -33,7 +33,7 @@ from torch import nn
 
 from .modes import evaluation_mode
 
-__all__ = ["count_flops", "count_flops_by_operator", "count_params", "format_count", "FREE_OPS", "EXTRA_HANDLES"]
+__all__ = ["count_flops", "count_macs", "count_flops_by_operator", "count_params", "format_count", "FREE_OPS", "EXTRA_HANDLES"]
 
 _log = logging.getLogger(__name__)
 
@@ -187,6 +187,10 @@ def count_flops(model: nn.Module, inputs: Inputs) -> int:
         Total MACs as an ``int`` (for the whole batch in ``inputs``).
     """
     return _run_counted(model, inputs)[0]
+
+
+#: The same function under the name of what it counts: multiply-accumulates, not FLOPs (= 2 x MACs).
+count_macs = count_flops
 
 
 def count_flops_by_operator(model: nn.Module, inputs: Inputs) -> Counter:

@@ -141,3 +141,11 @@ def test_count_params() -> None:
     assert count_params(model) == sum(p.numel() for p in model.parameters())
     model.head.weight.requires_grad_(False)
     assert count_params(model, trainable_only=True) == count_params(model) - model.head.weight.numel()
+
+
+def test_count_macs_is_the_public_name_of_what_is_counted():
+    import hourglass_tokenizer
+
+    linear = nn.Linear(8, 4, bias=False)
+    assert hourglass_tokenizer.count_macs(linear, torch.zeros(3, 8)) == 3 * 8 * 4  # multiply-adds, not 2x
+    assert "count_macs" in hourglass_tokenizer.__all__
