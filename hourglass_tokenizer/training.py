@@ -24,6 +24,9 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import inspect
+import re
+import typing
 import dataclasses
 import importlib
 import importlib.util
@@ -270,11 +273,6 @@ def _setup_distributed(device: torch.device) -> Tuple[int, int, bool]:
     return 0, 1, False
 
 
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
 def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
           config: Optional[TrainConfig] = None, extra_loss: Optional[ExtraLoss] = None) -> List[Dict[str, Any]]:
     """Train ``model`` on ``train_set`` and evaluate it on ``test_set`` every ``eval_every`` epochs.
@@ -307,6 +305,7 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
             model, device_ids=[device.index] if device.type == "cuda" else None)
     t = model_num_frames(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     history: List[Dict[str, Any]] = []
     best = math.inf
     start_epoch = 0
@@ -323,6 +322,8 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
         model.load_state_dict(ckpt["model"])
         if ckpt.get("optimizer"):
             optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scheduler"):
+            scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch = ckpt["epoch"] + 1
         history = list(ckpt.get("history", []))
         best = ckpt.get("best_mpjpe", math.inf)
@@ -340,8 +341,7 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
             if config.max_steps is not None and steps_total >= config.max_steps:
                 break
             started = time.time()
-            lr = config.lr * config.lr_decay ** epoch
-            _set_lr(optimizer, lr)
+            lr = optimizer.param_groups[0]["lr"]
             sampler.set_epoch(epoch)
             # Per-epoch seed: flips and dropout are reproducible and a resumed run continues identically.
             torch.manual_seed(config.seed * 1000 + epoch + rank * 100003)
@@ -382,6 +382,7 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
                                      "steps": n_steps}
             if extra_loss is not None:
                 entry["extra_loss"] = extra_sum / max(count, 1) * MM_PER_M
+            scheduler.step()  # on every rank, before saving: a resumed run starts at the next epoch's rate
             last = epoch == config.epochs - 1 or (config.max_steps is not None and steps_total >= config.max_steps)
             evaluate_now = test_set is not None and ((epoch + 1) % config.eval_every == 0 or last)
             if rank == 0:
@@ -393,12 +394,12 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
                 improved = evaluate_now and entry["mpjpe"] < best
                 best = entry["mpjpe"] if improved else best
                 if config.out_dir:
-                    extra = {"history": history, "best_mpjpe": best}
+                    bookkeeping = {"history": history, "best_mpjpe": best, "scheduler": scheduler.state_dict()}
                     save_checkpoint(os.path.join(config.out_dir, "last.pt"), model, optimizer, epoch,
-                                    dataclasses.asdict(config), **extra)
+                                    dataclasses.asdict(config), **bookkeeping)
                     if improved or test_set is None:
                         save_checkpoint(os.path.join(config.out_dir, "best.pt"), model, optimizer, epoch,
-                                        dataclasses.asdict(config), **extra)
+                                        dataclasses.asdict(config), **bookkeeping)
                 if config.verbose:
                     scores = (f", test MPJPE {entry['mpjpe']:.1f} mm, P-MPJPE {entry['p_mpjpe']:.1f} mm"
                               if evaluate_now else "")
@@ -450,6 +451,37 @@ def build_from_spec(name: str, config: str, kwargs: Dict[str, Any]) -> nn.Module
     else:
         module = importlib.import_module(module_name)
     return getattr(module, attr)(**kwargs)
+
+
+#: TrainConfig fields the ``train`` command sets under their own names (``lr_decay`` -> ``--lr-decay``).
+_CLI_CONFIG_FIELDS = ("epochs", "batch_size", "lr", "lr_decay", "weight_decay", "clip_grad", "velocity_weight",
+                      "steps_per_epoch", "max_steps", "eval_every", "eval_flip", "eval_frame_stride", "eval_batch_size")
+_CLI_RUN_FIELDS = ("seed", "num_workers", "device")
+
+
+def _config_help() -> Dict[str, str]:
+    """Each TrainConfig field's description, read from the ``Attributes`` section of its docstring."""
+    doc = inspect.getdoc(TrainConfig) or ""
+    section = doc.split("Attributes:", 1)[1] if "Attributes:" in doc else ""
+    entries: Dict[str, str] = {}
+    for match in re.finditer(r"^    (\w+): (.*(?:\n {8}.*)*)", section, flags=re.MULTILINE):
+        entries[match.group(1)] = " ".join(match.group(2).split()).replace("``", "")
+    return entries
+
+
+def _add_config_arguments(group: Any, names: Sequence[str]) -> None:
+    """One option per TrainConfig field, typed and documented by the dataclass itself."""
+    hints = typing.get_type_hints(TrainConfig)
+    helps = _config_help()
+    defaults = TrainConfig()
+    for name in names:
+        default, hint = getattr(defaults, name), hints[name]
+        flag = "--" + name.replace("_", "-")
+        if hint is bool:
+            group.add_argument(flag, action="store_true", default=default, help=helps.get(name))
+            continue
+        kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # Optional[int] -> int
+        group.add_argument(flag, type=kind, default=default, help=f"{helps.get(name, '')} (default: {default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -504,31 +536,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the first N training clips (h36m: recordings x cameras), for quick runs")
     d.add_argument("--max-test-clips", type=int, default=None, help="use the first N test clips (h36m: sequences)")
     d.add_argument("--no-flip-augment", action="store_true", help="no horizontal-flip augmentation")
-    o = p.add_argument_group("optimisation")
-    defaults = TrainConfig()
-    o.add_argument("--epochs", type=int, default=defaults.epochs)
-    o.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    o.add_argument("--lr", type=float, default=defaults.lr)
-    o.add_argument("--lr-decay", type=float, default=defaults.lr_decay)
-    o.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    o.add_argument("--clip-grad", type=float, default=defaults.clip_grad)
-    o.add_argument("--velocity-weight", type=float, default=defaults.velocity_weight)
-    o.add_argument("--steps-per-epoch", type=int, default=None)
-    o.add_argument("--max-steps", type=int, default=None)
-    o.add_argument("--eval-every", type=int, default=1)
-    o.add_argument("--eval-flip", action="store_true")
-    o.add_argument("--eval-frame-stride", type=int, default=1)
+    _add_config_arguments(p.add_argument_group("optimisation (TrainConfig)"), _CLI_CONFIG_FIELDS)
     r = p.add_argument_group("run")
     r.add_argument("--out", default=os.path.join("runs", "train"), help="checkpoint directory")
     r.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="continue from a checkpoint (default: OUT/last.pt)")
     r.add_argument("--init-from", default=None,
-                   help="plain (unwrapped) checkpoint to start from; with --hot only HoT's keys may be missing")
-    r.add_argument("--seed", type=int, default=0)
+                   help="checkpoint to start from: a plain model's (loaded, then wrapped with --hot) or a HoT "
+                        "model's (wrapped with --hot, then loaded, to continue a fine-tune)")
+    _add_config_arguments(r, _CLI_RUN_FIELDS)
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    r.add_argument("--num-workers", type=int, default=0)
-    r.add_argument("--device", default="auto")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -693,13 +711,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DataError as exc:  # a user error: one line, argparse's exit status, no traceback
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-        weight_decay=args.weight_decay, clip_grad=args.clip_grad, velocity_weight=args.velocity_weight,
-        steps_per_epoch=args.steps_per_epoch, max_steps=args.max_steps, eval_every=args.eval_every,
-        eval_flip=args.eval_flip, eval_frame_stride=args.eval_frame_stride, out_dir=args.out,
-        resume=args.resume, seed=args.seed, num_workers=args.num_workers, progress=not args.no_progress,
-        device=args.device)
+    config = TrainConfig(**{name: getattr(args, name) for name in _CLI_CONFIG_FIELDS + _CLI_RUN_FIELDS},
+                         out_dir=args.out, resume=args.resume, progress=not args.no_progress)
     started = time.time()
     extra = DistillationLoss(teacher, args.distill_weight) if teacher is not None else None
     history = train(model, train_set, test_set, config, extra_loss=extra)

@@ -256,3 +256,17 @@ def test_seq2frame_zoo_model_poseformer_trains_and_predicts(datasets, tmp_path):
     assert np.isfinite(history[0]["mpjpe"])
     kp = test_set.sequences[0][0]
     assert predict(model, kp).shape == (len(kp), 17, 3)
+
+
+def test_command_line_options_are_the_config_fields():
+    """The CLI is generated from TrainConfig: same defaults, same descriptions, one declaration."""
+    from hourglass_tokenizer.training import _CLI_CONFIG_FIELDS, _CLI_RUN_FIELDS, build_parser
+
+    args = build_parser().parse_args([])
+    defaults = TrainConfig()
+    for name in _CLI_CONFIG_FIELDS + _CLI_RUN_FIELDS:
+        assert getattr(args, name) == getattr(defaults, name), name
+    usage = build_parser().format_help()
+    assert "multiplicative learning-rate decay per epoch" in usage and "--eval-batch-size" in usage
+    parsed = build_parser().parse_args(["--lr-decay", "0.5", "--clip-grad", "2", "--eval-flip"])
+    assert (parsed.lr_decay, parsed.clip_grad, parsed.eval_flip) == (0.5, 2.0, True)
