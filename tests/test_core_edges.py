@@ -172,7 +172,8 @@ def test_cross_attention_options():
     assert CrossAttention(64, 4, zero_output=True).proj.weight.abs().sum() == 0
     for linear in (plain.linear_q, plain.linear_k, plain.linear_v, plain.proj):
         assert 0.015 < float(linear.weight.std()) < 0.025 and linear.bias is not None
-    assert CrossAttention(64, 4, qkv_bias=False).linear_q.bias is None
+    no_bias = CrossAttention(64, 4, qkv_bias=False)
+    assert no_bias.linear_q.bias is None and no_bias.linear_k.bias is None and no_bias.linear_v.bias is None
     dropping = CrossAttention(8, 2, attn_drop=0.5)
     query, key = torch.randn(2, 6, 8), torch.randn(2, 4, 8)
     with torch.no_grad():
@@ -249,3 +250,42 @@ def test_layout_edge_patterns_and_equality():
     assert TokenLayout("b t c") != "b t c"
     assert TokenLayout("(b t) j c") != TokenLayout("(b j) t c")
     assert TokenLayout("(b t) j c") == TokenLayout("(b  t) j   c")
+
+
+def test_documented_defaults():
+    from hourglass_tokenizer.clustering import resolve_selector
+
+    assert DpcKnnSelector().k == CoverageSelector().k == resolve_selector("dpc_knn").k == 2  # the paper's k
+    assert resolve_selector("dpc_knn_coverage").k == 2
+    assert RandomSelector().seed == resolve_selector("random").seed == 0
+    assert resolve_selector("dpc_knn", k=4).k == 4 and resolve_selector("random", seed=3).seed == 3
+    assert CrossAttention(16).num_heads == 8
+    with pytest.raises(ValueError, match=r"unknown selector 'bogus': expected one of \('dpc_knn', .*\) or a "
+                                         r"callable \(frame_features \(b, t, c\), f\) -> indices \(b, f\)"):
+        resolve_selector("bogus")
+
+
+def test_random_selector_with_one_sample():
+    assert RandomSelector()(features(b=1, t=20), 20).tolist() == [list(range(20))]
+
+
+@pytest.mark.parametrize("tokens", [1, 2])
+def test_tpc_only_with_one_or_two_tokens_keeps_the_centre(tokens):
+    model = wrap_with_hot(PoseFormerLike().eval(), prune_block=1, tokens=tokens, recover=False)
+    with torch.no_grad():
+        model(torch.randn(3, T, J, 2))
+    idx = model.hot.last_indices
+    assert idx.shape == (3, tokens) and (idx == 13).any(dim=1).all()
+
+
+def test_recovery_keeps_the_dtype_of_the_kept_tokens():
+    torch.manual_seed(0)
+    ca = CrossAttention(8, 2)
+    x_token = torch.randn(1, 10, 8)
+    kept, idx = torch.randn(2, 4, 8).bfloat16(), torch.tensor([[0, 3, 6, 9], [1, 2, 5, 8]])
+    from hourglass_tokenizer.recovery import recover_frames
+
+    assert interpolate_frames(kept, idx, 10).dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert recover_frames(x_token, ca, kept).dtype == torch.bfloat16
+        assert corrected_interpolation(x_token, ca, kept, idx).dtype == torch.bfloat16
