@@ -68,6 +68,9 @@ def load_official_hot(model: nn.Module, state_dict: Mapping[str, Any], strict: b
 
     if not is_hot(model):
         raise ValueError("load_official_hot: wrap the model with wrap_with_hot first")
+    if model.hot.pending:
+        raise ValueError("load_official_hot: the model was wrapped lazily; run one forward first, so that the HoT "
+                         "parameters exist with their shapes")
     cleaned = checkpoint_state_dict(state_dict)
     token = cleaned.get("pos_embed_token")
     if token is not None and model.hot.recover is False:

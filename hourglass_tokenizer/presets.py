@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Tuple
 
 from .layouts import TokenLayout
 
-__all__ = ["PaperSetting", "PAPER_SETTINGS", "recognise_family", "paper_setting"]
+__all__ = ["PaperSetting", "PAPER_SETTINGS", "NO_QKV_BIAS", "recognise_family", "paper_setting", "qkv_bias"]
 
 logger = logging.getLogger("hourglass_tokenizer")
 
@@ -27,22 +27,41 @@ class PaperSetting:
     tokens: int
 
 
-# HoT paper / official code: MixSTE-243 (3, 81) seq2seq and (7, 61) TPC-only; MotionBERT-243 (1, 81).
+# HoT paper / official code: MixSTE-243 (3, 81) seq2seq and (7, 61) TPC-only; MotionBERT-243 (1, 81);
+# HoT-MotionAGFormer (official code, 16 layers at 243 frames): layer_index 7, token_num 81.
 PAPER_SETTINGS: Tuple[PaperSetting, ...] = (
     PaperSetting("mixste", True, 243, 8, 3, 81),
     PaperSetting("mixste", False, 243, 8, 7, 61),
     PaperSetting("motionbert", True, 243, 5, 1, 81),
+    PaperSetting("motionagformer", True, 243, 16, 7, 81),
 )
 
+#: Families whose official TRA cross-attention has no bias on the q/k/v projections.
+NO_QKV_BIAS = frozenset({"motionagformer"})
 
-def recognise_family(layouts: Sequence[TokenLayout], takes_frame_count: bool) -> Optional[str]:
-    """Name the architecture family of a block group, or None when it is not one the paper covers."""
+
+def recognise_family(layouts: Sequence[TokenLayout], takes_frame_count: bool,
+                     frame_indexed: bool = False) -> Optional[str]:
+    """Name the architecture family of a block group, or None when it is not one the paper covers.
+
+    - MixSTE: two lists side by side, spatial ``(b t) j c`` and temporal ``(b j) t c``.
+    - MotionBERT: two ``(b t) j c`` lists side by side whose blocks take the frame count.
+    - MotionAGFormer: one list of ``b t j c`` blocks with layers indexed by frame position inside
+      (the temporal GCN's ``BatchNorm1d(T)``); without them (STCFormer) there is no paper setting.
+    """
     patterns = sorted(layout.pattern for layout in layouts)
     if patterns == ["(b j) t c", "(b t) j c"] and not takes_frame_count:
         return "mixste"
     if patterns == ["(b t) j c", "(b t) j c"] and takes_frame_count:
         return "motionbert"
+    if patterns == ["b t j c"] and not takes_frame_count and frame_indexed:
+        return "motionagformer"
     return None
+
+
+def qkv_bias(family: Optional[str]) -> bool:
+    """Whether TRA's q/k/v projections carry a bias, as in the official code of this family."""
+    return family not in NO_QKV_BIAS
 
 
 def paper_setting(family: Optional[str], recover: bool, frames: int, depth: int) -> Tuple[int, int]:
@@ -53,8 +72,8 @@ def paper_setting(family: Optional[str], recover: bool, frames: int, depth: int)
     """
     matches = [s for s in PAPER_SETTINGS if s.family == family]
     if not matches:
-        raise ValueError("this model is not an architecture with a paper setting (MixSTE- or MotionBERT-like "
-                         "block structure); give prune_block= and tokens= explicitly")
+        raise ValueError("this model is not an architecture with a paper setting (MixSTE-, MotionBERT- or "
+                         "MotionAGFormer-like block structure); give prune_block= and tokens= explicitly")
     setting = next((s for s in matches if s.recover == recover), matches[0])
     prune_block, tokens = setting.prune_block, setting.tokens
     notes = []

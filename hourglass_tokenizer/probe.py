@@ -10,6 +10,7 @@ frames are restored (the head). Nothing here modifies the model.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -21,7 +22,8 @@ from .layouts import TokenLayout, match_layouts, parse_layouts
 from .modes import evaluation_mode
 from .presets import recognise_family
 
-__all__ = ["BlockSite", "ModelStructure", "probe_structure", "example_input", "infer_input_shape"]
+__all__ = ["BlockSite", "FrameLayer", "ModelStructure", "ShapeUnknown", "probe_structure", "example_input",
+           "infer_input_shape"]
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -52,6 +54,25 @@ class BlockSite:
     token_kwarg: Optional[str]
     first_at_depth: bool
     shares_first_input: bool
+    #: Token streams: 1 for a block on one tensor; ``n`` for a block that takes ``n`` same-layout
+    #: tensors as its first positional arguments and returns a tuple (or list) of ``n`` (MHFormer).
+    streams: int = 1
+    #: Layers inside the block indexed by frame position (``BatchNorm1d(T)`` over the frame axis).
+    frame_layers: Tuple["FrameLayer", ...] = ()
+    #: Layers inside the block that consume ``T`` features (they mix a fixed number of frames).
+    unprunable: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FrameLayer:
+    """A leaf module inside a block whose parameters/buffers are indexed by frame position: a
+    ``BatchNorm1d(T)`` applied to ``(n, T, c)`` tokens (MotionAGFormer's temporal GCN). After
+    pruning it must become a rank-indexed ``BatchNorm1d(f)`` at the same attribute."""
+
+    name: str
+    parent: nn.Module
+    attribute: str
+    module: nn.Module
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,9 @@ class ModelStructure:
     heads: int
     recover_width: int
     channels_at: Mapping[int, int] = field(default_factory=dict)
+    #: TPC only, when no module after the blocks takes per-frame tokens (MHFormer's channels-first
+    #: head): the pruned frames are filled at the output of the last block, ``recover_name``.
+    recover_after_block: bool = False
 
 
 def token_argument(args: tuple, kwargs: dict) -> Tuple[Optional[torch.Tensor], Optional[str]]:
@@ -87,8 +111,13 @@ def _tensor_arg(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
     return token_argument(args, kwargs)[0]
 
 
-def find_block_lists(model: nn.Module) -> Dict[str, nn.Module]:
-    """``nn.ModuleList``/``nn.Sequential`` containers of >= 2 identical composite modules."""
+def find_block_lists(model: nn.Module, single: bool = False) -> Dict[str, nn.Module]:
+    """``nn.ModuleList``/``nn.Sequential`` containers of >= 2 identical composite modules.
+
+    With ``single=True``: the containers of exactly one composite module instead, outside and not
+    around any list of two or more. Such a list only counts when it continues a usable list (its
+    block takes that list's last outputs, as MHFormer's ``CHI_blocks`` after ``SHR_blocks``).
+    """
     found = {}
     for name, module in model.named_modules():
         if module is model or not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) < 2:
@@ -97,11 +126,31 @@ def find_block_lists(model: nn.Module) -> Dict[str, nn.Module]:
         # Leaf layers (e.g. MotionBERT's per-depth fusion Linears) are not transformer blocks.
         if len({type(m) for m in children}) == 1 and all(any(True for _ in m.children()) for m in children):
             found[name] = module
-    return {n: m for n, m in found.items() if not any(n.startswith(o + ".") for o in found if o != n)}
+    found = {n: m for n, m in found.items() if not any(n.startswith(o + ".") for o in found if o != n)}
+    if not single:
+        return found
+    singles = {}
+    for name, module in model.named_modules():
+        if (module is model or not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) != 1
+                or not any(True for _ in module[0].children())):
+            continue
+        related = [o for o in list(found) + list(singles) if o.startswith(name + ".") or name.startswith(o + ".")]
+        if not related:
+            singles[name] = module
+    return singles
+
+
+class ShapeUnknown(ValueError):
+    """The model's input shape cannot be inferred before a real input arrives (``wrap_with_hot``
+    then wraps lazily)."""
 
 
 def infer_input_shape(model: nn.Module) -> Tuple[int, int, int]:
-    """Guess ``(frames, joints, channels)`` from common attribute and parameter names."""
+    """Guess ``(frames, joints, channels)`` from common attribute and parameter names.
+
+    Raises:
+        ShapeUnknown: no frame count (or no input width) can be read from the model.
+    """
     def attribute(*names: str) -> Optional[int]:
         for n in names:
             value = getattr(model, n, None)
@@ -129,7 +178,7 @@ def infer_input_shape(model: nn.Module) -> Tuple[int, int, int]:
         if channels is not None and channels > 3 and channels % (joints or 17) == 0:
             channels //= joints or 17
     if frames is None or channels is None:
-        raise ValueError("could not infer the model's input shape (frames, joints, channels); pass "
+        raise ShapeUnknown("could not infer the model's input shape (frames, joints, channels); pass "
                          "input_shape=(T, J, C) or example_input=torch.randn(1, T, J, C)")
     return frames, joints or 17, channels
 
@@ -167,7 +216,7 @@ def _num_heads(block: nn.Module, width: int) -> int:
 
 
 def _record_calls(model: nn.Module, example: torch.Tensor, candidates: Dict[str, nn.Module],
-                  extra: Dict[str, nn.Module]) -> List[_Call]:
+                  extra: Dict[str, nn.Module], leaves: Optional[Dict[str, nn.Module]] = None) -> List[_Call]:
     log: List[_Call] = []
     handles = []
 
@@ -186,6 +235,7 @@ def _record_calls(model: nn.Module, example: torch.Tensor, candidates: Dict[str,
     listed = set(map(id, candidates.values()))
     targets += [("child", n, m) for n, m in model.named_children() if id(m) not in listed]
     targets += [("child", n, m) for n, m in extra.items()]
+    targets += [("leaf", n, m) for n, m in (leaves or {}).items()]
     for kind, name, module in targets:
         pre, post = recorder(kind, name)
         handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
@@ -224,28 +274,37 @@ def _check_ambiguity(calls: List[_Call], overrides: Dict[str, TokenLayout], b: i
 
 
 def probe_structure(model: nn.Module, example: torch.Tensor, blocks: Optional[Sequence[str]] = None,
-                    layouts: Optional[Mapping[str, str]] = None, recover_before: Optional[str] = None
-                    ) -> ModelStructure:
+                    layouts: Optional[Mapping[str, str]] = None, recover_before: Optional[str] = None,
+                    frame_layers: Optional[Sequence[str]] = None, tpc_only: bool = False) -> ModelStructure:
     """Run the probe forward on ``example`` ``(1, T, J, C)`` and describe the model's structure.
 
     Args:
-        blocks: names of the block lists to prune (side by side); found automatically when omitted.
+        blocks: names of the block lists to prune (side by side, or one continuing the other);
+            found automatically when omitted.
         layouts: ``{block list or module name: pattern}`` overrides of the inferred layouts.
         recover_before: the module before which the frames are restored.
+        frame_layers: names of the layers inside the blocks that are indexed by frame position
+            (relative to a block, e.g. ``"mixer.batch_norm"``, or full names); detected when omitted.
+        tpc_only: the frames are restored by the nearest-frame fill, which may run at the output of
+            the last block when no module after the blocks takes per-frame tokens.
 
     Raises:
-        ValueError: no usable block list, an unknown name in ``blocks``/``layouts``/``recover_before``,
-            ambiguous layouts (``T == J``), or no module after the last block.
+        ValueError: no usable block list, an unknown name in ``blocks``/``layouts``/``recover_before``/
+            ``frame_layers``, ambiguous layouts (``T == J``) or frame-indexed layers (``T`` equal to
+            the token width), or no module after the last block.
     """
     b, t, j = example.shape[:3]
     overrides = parse_layouts(dict(layouts or {}))
     modules = dict(model.named_modules())
     candidates = find_block_lists(model)
+    singles: Dict[str, nn.Module] = {}
     if blocks is not None:
         missing = [n for n in blocks if n not in modules]
         if missing:
             raise ValueError(f"blocks={list(blocks)}: no module named {missing}; block lists found: {sorted(candidates)}")
         candidates = {n: model.get_submodule(n) for n in blocks}
+    else:
+        singles = find_block_lists(model, single=True)
     if not candidates:
         raise ValueError("no block list found: HoT needs the transformer blocks in an nn.ModuleList (or "
                          "nn.Sequential) of identical modules; pass blocks=['name', ...]")
@@ -254,8 +313,9 @@ def probe_structure(model: nn.Module, example: torch.Tensor, blocks: Optional[Se
         raise ValueError(f"recover_before={recover_before!r}: the model has no module of that name; its direct "
                          f"children are {children}")
     extra = {recover_before: modules[recover_before]} if recover_before else {}
-    log = _record_calls(model, example, candidates, extra)
-    unknown = sorted(set(overrides) - set(candidates) - {c.name for c in log if c.kind == "child"})
+    recorded = {**candidates, **singles}
+    log = _record_calls(model, example, recorded, extra, _frame_sized_leaves(recorded, t))
+    unknown = sorted(set(overrides) - set(recorded) - {c.name for c in log if c.kind == "child"})
     if unknown:
         called = [c.name for c in log if c.kind == "child"]
         raise ValueError(f"layouts: no block list or called module named {unknown}; block lists "
@@ -277,50 +337,120 @@ def probe_structure(model: nn.Module, example: torch.Tensor, blocks: Optional[Se
         if call.kind == "block":
             block_calls.setdefault(call.name.rsplit(".", 1)[0], []).append((position, call))
     usable: Dict[str, Tuple[TokenLayout, int, int]] = {}
+    streams: Dict[str, int] = {}
     rejected = {}
-    for lname, lst in candidates.items():
+    for lname, lst in recorded.items():
         calls = block_calls.get(lname, [])
         names = [c.name for _, c in calls]
+        reason = None
         if len(calls) != len(lst) or len(set(names)) != len(lst):
-            rejected[lname] = f"{len(calls)} calls for {len(lst)} blocks (HoT needs each block called once)"
-            continue
-        found = {layout_of(lname, c) for _, c in calls}
-        if None in found or len(found) != 1:
-            rejected[lname] = "inputs are not token tensors over (batch, frames, joints)"
-            continue
-        bad = [c.name for _, c in calls if not isinstance(c.output, torch.Tensor)
-               or c.output.shape != _tensor_arg(c.args, c.kwargs).shape]
-        if bad:
-            rejected[lname] = f"{bad[0]} does not return one tensor of its input's shape"
-            continue
-        usable[lname] = (found.pop(), calls[0][0], calls[-1][0])
+            reason = f"{len(calls)} calls for {len(lst)} blocks (HoT needs each block called once)"
+        else:
+            found = {layout_of(lname, c) for _, c in calls}
+            counts = [_stream_count(c) for _, c in calls]
+            if None in found or len(found) != 1:
+                shape = tuple(_tensor_arg(calls[0][1].args, calls[0][1].kwargs).shape) if calls and \
+                    _tensor_arg(calls[0][1].args, calls[0][1].kwargs) is not None else None
+                reason = (f"inputs (shape {shape}) are not token tensors over (batch={b}, frames={t}, joints={j}): "
+                          f"no axis carries the {t} frames, so their tokens are something else (frames as "
+                          "channels, or e.g. PoseFormerV2's DCT coefficients plus a few centre frames) and cannot "
+                          "be pruned frame by frame")
+            elif None in counts or len(set(counts)) != 1:
+                bad = names[counts.index(None)] if None in counts else names[0]
+                reason = (f"{bad} does not return one tensor of its input's shape (nor a tuple of the "
+                          "same-shape tensors it takes)")
+            else:
+                usable[lname] = (found.pop(), calls[0][0], calls[-1][0])
+                streams[lname] = counts[0]
+        if reason is not None and lname in candidates:
+            rejected[lname] = reason
     if blocks is not None and rejected:
         raise ValueError(f"cannot use the given block lists: {rejected}")
-    if not usable:
+    chains = _chains(usable, block_calls, streams, singles)
+    if not chains:
         raise ValueError(f"no usable block list: candidates {sorted(candidates) or 'none'} were rejected "
                          f"({rejected}); pass blocks=[...] and layouts={{...}}")
+    spans = {head: (usable[head][0], usable[head][1], usable[members[-1]][2]) for head, members in chains.items()}
+    calls_of = {head: [pc for m in members for pc in block_calls[m]] for head, members in chains.items()}
 
-    group = _pruned_group(usable, block_calls, t, explicit=blocks is not None)
-    depths = {len(candidates[n]) for n in group}
+    group = _pruned_group(spans, calls_of, t, explicit=blocks is not None)
+    depths = {len(calls_of[n]) for n in group}
     if len(depths) != 1:
         raise ValueError(f"block lists {group} run side by side but have different lengths {sorted(depths)}")
     depth = depths.pop()
-    sites, channels_at = _sites(group, depth, candidates, usable, block_calls, t)
-    last_block = max(usable[n][2] for n in group)
-    recover_call = _recovery_point(model, log, last_block, recover_before)
-    recover_layout = layout_of(recover_call.name, recover_call)
+    sites, channels_at = _sites(model, group, depth, spans, calls_of, {h: streams[h] for h in group}, t)
+    widths = {_tensor_arg(c.args, c.kwargs).shape[-1] for h in group for _, c in calls_of[h]}
+    sites = _with_frame_layers(model, sites, log, t, widths, frame_layers)
+    last_block = max(spans[n][2] for n in group)
+    recover_call = _recovery_point(model, log, last_block, recover_before,
+                                   required=not tpc_only or recover_before is not None)
+    recover_layout = layout_of(recover_call.name, recover_call) if recover_call is not None else None
+    recover_after_block = False
+    if recover_layout is None and tpc_only and recover_before is None:
+        # TPC only and no per-frame module after the blocks (MHFormer's head is channels-first): fill the
+        # pruned frames at the output of the last block. Equivalent when what follows is token-wise.
+        recover_call = log[last_block]
+        recover_layout = layout_of(recover_call.name.rsplit(".", 1)[0], recover_call)
+        recover_after_block = True
     if recover_layout is None:
         shape = tuple(_tensor_arg(recover_call.args, recover_call.kwargs).shape)
         raise ValueError(f"the input of {recover_call.name!r} (shape {shape}) is not a token tensor over "
                          f"(batch={b}, frames={t}, joints={j}); pass recover_before= or layouts={{...}}")
     recover_width = _tensor_arg(recover_call.args, recover_call.kwargs).shape[-1]
     takes_frames = any(s.frame_args or s.frame_kwargs for s in sites)
+    members = tuple(m for head in group for m in chains[head])
     return ModelStructure(
-        lists=tuple(group), depth=depth, sites=tuple(sites), recover_name=recover_call.name,
+        lists=members, depth=depth, sites=tuple(sites), recover_name=recover_call.name,
         recover_module=model.get_submodule(recover_call.name), recover_layout=recover_layout, frames=t, joints=j,
-        in_channels=example.shape[3], family=recognise_family([usable[n][0] for n in group], takes_frames),
-        heads=_num_heads(candidates[group[0]][0], recover_width), recover_width=recover_width,
-        channels_at=dict(channels_at))
+        in_channels=example.shape[3],
+        family=recognise_family([spans[n][0] for n in group], takes_frames,
+                                frame_indexed=any(s.frame_layers for s in sites)),
+        heads=_num_heads(sites[0].module, recover_width), recover_width=recover_width,
+        channels_at=dict(channels_at), recover_after_block=recover_after_block)
+
+
+def _stream_count(call: _Call) -> Optional[int]:
+    """1 for a block returning one tensor of its input's shape; ``n`` for a block taking ``n`` same-shape
+    tensors as its first positional arguments and returning a tuple/list of ``n`` of that shape; else None."""
+    x = _tensor_arg(call.args, call.kwargs)
+    out = call.output
+    if isinstance(out, torch.Tensor):
+        return 1 if x is not None and out.shape == x.shape else None
+    if isinstance(out, (tuple, list)) and len(out) >= 2 and len(call.args) >= len(out):
+        ins = call.args[:len(out)]
+        if all(isinstance(v, torch.Tensor) for v in tuple(ins) + tuple(out)) and \
+                len({tuple(v.shape) for v in tuple(ins) + tuple(out)}) == 1:
+            return len(out)
+    return None
+
+
+def _chains(usable: Dict[str, Tuple[TokenLayout, int, int]], block_calls: Dict[str, List[Tuple[int, _Call]]],
+            streams: Dict[str, int], singles: Dict[str, nn.Module]) -> Dict[str, List[str]]:
+    """Usable lists grouped into sequences of depths: list B continues list A when B's first block takes
+    A's last outputs (the very same tensors) in the same layout (MHFormer: ``SHR_blocks`` then
+    ``CHI_blocks``). A list of one block only counts as such a continuation."""
+    chains: Dict[str, List[str]] = {}
+    for lname in sorted(usable, key=lambda n: usable[n][1]):
+        first = block_calls[lname][0][1]
+        inputs = list(first.args[:streams[lname]])
+        head = next((h for h, members in chains.items()
+                     if usable[members[-1]][0] == usable[lname][0] and streams[members[-1]] == streams[lname]
+                     and _outputs(block_calls[members[-1]][-1][1], streams[lname]) is not None
+                     and len(inputs) == streams[lname]
+                     and all(a is o for a, o in zip(inputs, _outputs(block_calls[members[-1]][-1][1], streams[lname])))),
+                    None)
+        if head is not None:
+            chains[head].append(lname)
+        elif lname not in singles:
+            chains[lname] = [lname]
+    return chains
+
+
+def _outputs(call: _Call, n: int) -> Optional[tuple]:
+    out = call.output
+    if n == 1:
+        return (out,) if isinstance(out, torch.Tensor) else None
+    return tuple(out) if isinstance(out, (tuple, list)) and len(out) == n else None
 
 
 def _pruned_group(usable: Dict[str, Tuple[TokenLayout, int, int]], block_calls: Dict[str, List[Tuple[int, _Call]]],
@@ -351,28 +481,103 @@ def _pruned_group(usable: Dict[str, Tuple[TokenLayout, int, int]], block_calls: 
     return temporal[-1]
 
 
-def _sites(group: List[str], depth: int, candidates: Dict[str, nn.Module],
-           usable: Dict[str, Tuple[TokenLayout, int, int]], block_calls: Dict[str, List[Tuple[int, _Call]]],
-           t: int) -> Tuple[List[BlockSite], Dict[int, int]]:
+def _sites(model: nn.Module, group: List[str], depth: int, usable: Dict[str, Tuple[TokenLayout, int, int]],
+           calls_of: Dict[str, List[Tuple[int, _Call]]], streams: Dict[str, int], t: int
+           ) -> Tuple[List[BlockSite], Dict[int, int]]:
     sites: List[BlockSite] = []
     channels_at: Dict[int, int] = {}
-    by_name = {c.name: c for calls in block_calls.values() for _, c in calls}
-    order = {c.name: p for calls in block_calls.values() for p, c in calls}
     for d in range(depth):
-        at_depth = sorted((f"{n}.{d}" for n in group), key=order.get)
-        first_input = _tensor_arg(by_name[at_depth[0]].args, by_name[at_depth[0]].kwargs)
+        at_depth = sorted(((calls_of[n][d], n) for n in group), key=lambda item: item[0][0])
+        first_call = at_depth[0][0][1]
+        first_input = _tensor_arg(first_call.args, first_call.kwargs)
         channels_at[d] = first_input.shape[-1]
-        for rank, name in enumerate(at_depth):
-            call = by_name[name]
-            lname = name.rsplit(".", 1)[0]
+        for rank, ((_, call), head) in enumerate(at_depth):
             x, token_kwarg = token_argument(call.args, call.kwargs)
+            n = streams[head]
             sites.append(BlockSite(
-                name=name, module=candidates[lname][d], depth=d, layout=usable[lname][0],
-                frame_args=tuple(i for i, a in enumerate(call.args) if i > 0 and type(a) is int and a == t),
+                name=call.name, module=model.get_submodule(call.name), depth=d, layout=usable[head][0],
+                frame_args=tuple(i for i, a in enumerate(call.args) if i >= n and type(a) is int and a == t),
                 frame_kwargs=tuple(k for k, v in call.kwargs.items() if type(v) is int and v == t),
                 token_kwarg=token_kwarg, first_at_depth=rank == 0,
-                shares_first_input=rank == 0 or x is first_input))
+                shares_first_input=rank == 0 or x is first_input, streams=n))
     return sites, channels_at
+
+
+def _frame_sized_leaves(lists: Dict[str, nn.Module], t: int) -> Dict[str, nn.Module]:
+    """Leaf modules inside the blocks with a parameter or buffer that has an axis of size ``t``."""
+    found = {}
+    for lname, lst in lists.items():
+        for name, module in lst.named_modules(prefix=lname):
+            if any(True for _ in module.children()):
+                continue
+            tensors = list(module.parameters(recurse=False)) + list(module.buffers(recurse=False))
+            if any(t in tuple(v.shape) for v in tensors):
+                found[name] = module
+    return found
+
+
+def _with_frame_layers(model: nn.Module, sites: List[BlockSite], log: List[_Call], t: int, widths: set,
+                       given: Optional[Sequence[str]]) -> List[BlockSite]:
+    """Attach to every site the layers inside its block that are indexed by frame position.
+
+    Detected: a batch/instance norm with ``num_features == T`` applied to ``(n, T, ...)`` tokens
+    (one statistic per frame index). A Linear or convolution consuming ``T`` features inside a block
+    mixes a fixed number of frames and cannot be pruned: an error (raised when wrapping prunes that
+    block). When ``T`` equals a token width, a norm of size ``T`` could be per channel: the user must
+    say (``frame_layers``).
+    """
+    leaf_input: Dict[str, torch.Tensor] = {}
+    for call in log:
+        if call.kind == "leaf" and call.name not in leaf_input:
+            x = _tensor_arg(call.args, call.kwargs)
+            if x is not None:
+                leaf_input[call.name] = x
+    norms = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+    per_site: Dict[str, List[str]] = {s.name: [] for s in sites}
+    unprunable: Dict[str, List[str]] = {s.name: [] for s in sites}
+    owner = {}
+    for name in leaf_input:
+        site = next((s for s in sites if name.startswith(s.name + ".")), None)
+        if site is not None:
+            owner[name] = site
+    if given is not None:
+        if isinstance(given, str) or not all(isinstance(n, str) for n in given):
+            raise TypeError(f"frame_layers must be a list of module names, got {given!r}")
+        used = set()
+        for name, site in owner.items():
+            for entry in given:
+                if name == entry or name == f"{site.name}.{entry}":
+                    module = model.get_submodule(name)
+                    if not isinstance(module, norms) or module.num_features != t:
+                        raise ValueError(f"frame_layers: {name} is a {type(module).__name__}; only batch/instance "
+                                         f"norms with num_features == frames ({t}) can be made rank-indexed")
+                    per_site[site.name].append(name)
+                    used.add(entry)
+        missing = [e for e in given if e not in used]
+        if missing:
+            raise ValueError(f"frame_layers: no module with a size-{t} parameter inside the blocks matches "
+                             f"{missing}; candidates: {sorted(owner)}")
+    else:
+        ambiguous = []
+        for name, site in owner.items():
+            module, x = model.get_submodule(name), leaf_input[name]
+            if isinstance(module, norms) and module.num_features == t and x.dim() >= 2 and x.shape[1] == t:
+                (ambiguous if t in widths else per_site[site.name]).append(name)
+            elif t not in widths and (
+                    (isinstance(module, nn.Linear) and module.in_features == t)
+                    or (isinstance(module, nn.modules.conv._ConvNd) and module.in_channels == t)):
+                unprunable[site.name].append(f"{name} ({type(module).__name__} over {t} features)")
+        if ambiguous:
+            raise ValueError(f"frames ({t}) equal the token width, so {sorted(ambiguous)[:3]} could be indexed by "
+                             "frame or by channel; pass frame_layers=[names of the layers indexed by frame] "
+                             "(relative to a block, e.g. 'mixer.batch_norm'), or frame_layers=[] for none")
+    out = []
+    for site in sites:
+        layers = tuple(FrameLayer(name=n, parent=model.get_submodule(n.rsplit(".", 1)[0]),
+                                  attribute=n.rsplit(".", 1)[1], module=model.get_submodule(n))
+                       for n in per_site[site.name])
+        out.append(dataclasses.replace(site, frame_layers=layers, unprunable=tuple(unprunable[site.name])))
+    return out
 
 
 def _recovery_point(model: nn.Module, log: List[_Call], last_block: int, recover_before: Optional[str],
