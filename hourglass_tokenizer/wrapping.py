@@ -342,6 +342,10 @@ class HotState:
             for layer in site.frame_layers:
                 present = getattr(layer.parent, layer.attribute)
                 if present is not layer.module:
+                    # Follow a .to() of the wrapped model: the original lives outside it meanwhile.
+                    ref = next((v for v in present.state_dict().values() if v.is_floating_point()), None)
+                    if ref is not None:
+                        layer.module.to(device=ref.device, dtype=ref.dtype)
                     layer.module.train(present.training)
                     setattr(layer.parent, layer.attribute, layer.module)
 

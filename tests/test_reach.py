@@ -387,3 +387,15 @@ class PoseFormerV2Like(nn.Module):
 def test_models_whose_tokens_are_not_frames_say_why():
     with pytest.raises(ValueError, match=r"no axis carries the 27 frames.*DCT coefficients"):
         wrap_with_hot(PoseFormerV2Like(), prune_block=1, tokens=9, recover=False)
+
+
+def test_unwrap_after_a_dtype_change_gives_back_the_originals_in_that_dtype():
+    model = build(MotionAGFormerLike)
+    original = model.layers[3].mixer.batch_norm
+    wrap_with_hot(model, prune_block=2, tokens=9, recover="nearest", input_shape=(T, J, 3))
+    model.double()
+    with torch.no_grad():
+        assert model(structured_input(2, 3).double()).dtype == torch.float64
+    unwrap_hot(model)
+    assert model.layers[3].mixer.batch_norm is original and original.running_mean.dtype == torch.float64
+    assert original.num_batches_tracked.dtype == torch.long
