@@ -227,7 +227,8 @@ class NamelessSelector:
     (torch.tensor([[0, 1, 2]]), ValueError, "selector {name} must return indices of shape (2, 3) (batch, tokens), got (1, 3)"),
     (torch.tensor([[-1, 1, 2], [0, 1, 2]]), ValueError, "selector {name} returned frame indices outside 0..26: min -1, max 2"),
     (torch.tensor([[0, 1, 27], [0, 1, 2]]), ValueError, "returned frame indices outside 0..26: min 0, max 27"),
-    (torch.tensor([[5, 1, 5], [0, 1, 2]]), ValueError, "selector {name} returned a frame twice in one sample"),
+    (torch.tensor([[5, 1, 5], [0, 1, 2]]), ValueError,
+     "selector {name} returned a frame twice in one sample; the 3 indices of a sample must be unique"),
 ])
 @pytest.mark.parametrize("named", [True, False])
 def test_a_custom_selectors_mistake_is_named(result, error, message, named):
@@ -289,3 +290,34 @@ def test_recovery_keeps_the_dtype_of_the_kept_tokens():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert recover_frames(x_token, ca, kept).dtype == torch.bfloat16
         assert corrected_interpolation(x_token, ca, kept, idx).dtype == torch.bfloat16
+
+
+def test_selection_and_recovery_stay_on_the_features_device():
+    """Every tensor the selectors and the recovery make is created on the input's device. The
+    "meta" device (shapes without data) checks that without a GPU: a tensor made on the CPU
+    instead cannot be combined with meta tensors."""
+    from hourglass_tokenizer.clustering import choose_frames
+    from hourglass_tokenizer.recovery import nearest_kept_frames
+
+    x = torch.randn(2, 24, 8, device="meta")
+    idx = torch.zeros(2, 6, dtype=torch.long, device="meta")
+    results = [dpc_knn(x, 6), dpc_knn(x, 6, exclude=3), dpc_knn_coverage(x, 6), uniform(x, 6),
+               dpc_knn(x, 1), choose_frames(DpcKnnSelector(), x, 6, keep=11),
+               choose_frames(CoverageSelector(), x, 6, keep=11), choose_frames(uniform, x, 6),
+               choose_frames(first_frames, x, 6, keep=11),
+               interpolate_frames(torch.randn(2, 6, 8, device="meta"), idx, 24), nearest_kept_frames(idx, 24)]
+    assert all(r.device.type == "meta" for r in results)
+    assert [tuple(r.shape) for r in results[:9]] == [(2, 6)] * 4 + [(2, 1)] + [(2, 6)] * 4
+
+
+def test_custom_selectors_may_return_any_integer_dtype():
+    model = wrap_with_hot(MixSTELike().eval(), prune_block=1, tokens=3, recover="interpolate")
+    model.hot.selector = lambda features, f: torch.tensor([[1, 8, 20]] * features.shape[0], dtype=torch.int32)
+    with torch.no_grad():
+        model(torch.randn(2, T, J, 2))
+    assert model.hot.last_indices.dtype == torch.int64 and model.hot.last_indices.tolist() == [[1, 8, 20]] * 2
+
+
+def test_random_selector_error_with_one_sample():
+    with pytest.raises(ValueError, match="random cannot pick 21 of 20 selectable frames"):
+        RandomSelector()(features(b=1, t=20), 21)
