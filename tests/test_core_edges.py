@@ -171,7 +171,7 @@ def test_cross_attention_options():
     assert plain.proj.weight.abs().sum() > 0  # only zero_output=True starts the projection at zero
     assert CrossAttention(64, 4, zero_output=True).proj.weight.abs().sum() == 0
     for linear in (plain.linear_q, plain.linear_k, plain.linear_v, plain.proj):
-        assert 0.015 < float(linear.weight.std()) < 0.025 and linear.bias is not None
+        assert 0.015 < float(linear.weight.detach().std()) < 0.025 and linear.bias is not None
     no_bias = CrossAttention(64, 4, qkv_bias=False)
     assert no_bias.linear_q.bias is None and no_bias.linear_k.bias is None and no_bias.linear_v.bias is None
     dropping = CrossAttention(8, 2, attn_drop=0.5)
