@@ -77,6 +77,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--settings", default="1:3,1:5,1:9,2:9,2:13",
                    help="training-free (prune_block:tokens) sweep")
     p.add_argument("--finetune-setting", default="1:9", help="(prune_block:tokens) of the fine-tuned rows")
+    p.add_argument("--two-stage", default="1+2:15+7,1+2:13+5",
+                   help="pruning at two depths, 'n1+n2:f1+f2' (H2OT-style): training-free rows, and the first one "
+                        "fine-tuned")
     p.add_argument("--finetune-steps", type=int, default=600)
     p.add_argument("--eval-every-steps", type=int, default=100)
     p.add_argument("--finetune-lr", type=float, default=3e-4, help="first learning rate of every fine-tuned row")
@@ -102,6 +105,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def setting(text: str) -> Tuple[int, int]:
     block, tokens = text.split(":")
     return int(block), int(tokens)
+
+
+def staged(text: str) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """'1+2:15+7' -> ((1, 2), (15, 7))."""
+    blocks, tokens = text.split(":")
+    return tuple(int(b) for b in blocks.split("+")), tuple(int(t) for t in tokens.split("+"))
+
+
+def shown(value: Any) -> str:
+    """A setting as the tables show it: 9, or 15+7 for several stages."""
+    return "+".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def make_model(args: argparse.Namespace) -> torch.nn.Module:
@@ -136,8 +150,20 @@ def macs(model: torch.nn.Module, frames: int) -> float:
 # training-free
 
 
-def free_rows(args: argparse.Namespace, state, test_set, base_mpjpe: float, base_macs: float) -> List[Dict[str, Any]]:
+def two_stage_variants(args: argparse.Namespace) -> List[Tuple[str, Dict[str, Any]]]:
     variants: List[Tuple[str, Dict[str, Any]]] = []
+    for blocks, tokens in (staged(t) for t in args.two_stage.split(",") if t.strip()):
+        for selector in SELECTORS[:3]:
+            variants.append(("interpolate", dict(prune_block=blocks, tokens=tokens, recover="interpolate",
+                                                 selector=selector)))
+    return variants
+
+
+def free_rows(args: argparse.Namespace, state, test_set, base_mpjpe: float, base_macs: float,
+              variants: Optional[List[Tuple[str, Dict[str, Any]]]] = None) -> List[Dict[str, Any]]:
+    if variants is not None:
+        return evaluate_variants(args, state, test_set, base_mpjpe, base_macs, variants)
+    variants = []
     for block, tokens in map(setting, args.settings.split(",")):
         for selector in SELECTORS:
             for recover in ("interpolate", "nearest"):
@@ -147,12 +173,18 @@ def free_rows(args: argparse.Namespace, state, test_set, base_mpjpe: float, base
         variants.append(("tra, x_token position", dict(prune_block=block, tokens=tokens, recover="tra",
                                                        x_token_init="position")))
         variants.append(("tra+interpolate (default)", dict(prune_block=block, tokens=tokens)))
+    return evaluate_variants(args, state, test_set, base_mpjpe, base_macs, variants)
+
+
+def evaluate_variants(args, state, test_set, base_mpjpe: float, base_macs: float,
+                      variants: List[Tuple[str, Dict[str, Any]]]) -> List[Dict[str, Any]]:
     rows = []
     for label, kwargs in variants:
         model = wrap_with_hot(pretrained(args, state), **kwargs)
         scores = evaluate(model, test_set)
-        row = {"recovery": label, "selector": kwargs.get("selector", "dpc_knn"), "prune_block": kwargs["prune_block"],
-               "tokens": kwargs["tokens"], "macs_ratio": macs(model, args.frames) / base_macs,
+        row = {"recovery": label, "selector": kwargs.get("selector", "dpc_knn"),
+               "prune_block": shown(kwargs["prune_block"]), "tokens": shown(kwargs["tokens"]),
+               "macs_ratio": macs(model, args.frames) / base_macs,
                "mpjpe_mm": scores["mpjpe"], "p_mpjpe_mm": scores["p_mpjpe"],
                "vs_baseline_pct": 100 * (scores["mpjpe"] / base_mpjpe - 1), "frames": scores["frames"]}
         rows.append(row)
@@ -177,6 +209,10 @@ def finetune_plan(args: argparse.Namespace) -> List[Tuple[str, Optional[Dict[str
              ("interpolate/dpc_knn_coverage", dict(hot, recover="interpolate", selector="dpc_knn_coverage"), 0.0),
              ("nearest/dpc_knn", dict(hot, recover="nearest"), 0.0),
              ("tra-position/dpc_knn", dict(hot, recover="tra", x_token_init="position"), 0.0)]
+    if args.two_stage.strip():
+        blocks, counts = staged(args.two_stage.split(",")[0])
+        plan.append((f"two-stage {shown(blocks)}:{shown(counts)}/dpc_knn_coverage",
+                     dict(prune_block=blocks, tokens=counts, selector="dpc_knn_coverage"), 0.0))
     for weight in (float(w) for w in args.distill_weights.split(",") if w.strip()):
         plan.append((f"tra+interpolate/dpc_knn_coverage+distill{weight:g}", dict(hot, selector="dpc_knn_coverage"),
                      weight))
@@ -200,7 +236,8 @@ def finetune_row(args: argparse.Namespace, name: str, hot: Optional[Dict[str, An
     steps = [0] + [sum(h["steps"] for h in history[:i + 1]) for i in range(len(history))]
     row = {"row": name, "recovery": (hot or {}).get("recover", "tra+interpolate") if hot else "-",
            "selector": (hot or {}).get("selector", "dpc_knn") if hot else "-", "distill_weight": distill,
-           "prune_block": hot["prune_block"] if hot else "-", "tokens": hot["tokens"] if hot else args.frames,
+           "prune_block": shown(hot["prune_block"]) if hot else "-",
+           "tokens": shown(hot["tokens"]) if hot else str(args.frames),
            "macs_ratio": macs(model, args.frames) / base_macs, "steps": steps, "mpjpe_curve": [start["mpjpe"]] + [h["mpjpe"] for h in history],
            "p_mpjpe_curve": [start["p_mpjpe"]] + [h["p_mpjpe"] for h in history],
            "train_s": time.time() - started}
@@ -275,7 +312,7 @@ def report(args, base: Dict[str, float], free: List[Dict[str, Any]], tuned: List
         lines += ["## Training-free: wrap the trained baseline, no training", "",
                   "MPJPE change against the baseline (negative: better). Rows: recovery; columns: selector.", ""]
         for block, tokens in map(setting, args.settings.split(",")):
-            group = [r for r in free if (r["prune_block"], r["tokens"]) == (block, tokens)]
+            group = [r for r in free if (r["prune_block"], r["tokens"]) == (str(block), str(tokens))]
             if not group:
                 continue
             lines += [f"**(prune_block, tokens) = ({block}, {tokens})**, MACs ratio {group[0]['macs_ratio']:.2f}", "",
@@ -287,7 +324,20 @@ def report(args, base: Dict[str, float], free: List[Dict[str, Any]], tuned: List
                     cells.append(f"{hit['vs_baseline_pct']:+.2f} % ({hit['mpjpe_mm']:.1f})" if hit else "")
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
             lines.append("")
-        lines += targets_free(free)
+        lines += targets_free([r for r in free if "+" not in r["tokens"]])
+        staged_rows = [r for r in free if "+" in r["tokens"]]
+        if staged_rows:
+            lines += ["**Pruning at two depths** (`prune_block=(n1, n2), tokens=(f1, f2)`), training-free "
+                      "`interpolate`, against single-stage rows of similar MACs above:", "",
+                      "| (prune_block, tokens) | MACs ratio | " + " | ".join(SELECTORS[:3]) + " |",
+                      "|---|---|" + "---|" * 3]
+            for key in dict.fromkeys((r["prune_block"], r["tokens"]) for r in staged_rows):
+                group = {r["selector"]: r for r in staged_rows if (r["prune_block"], r["tokens"]) == key}
+                first = next(iter(group.values()))
+                lines.append(f"| ({key[0]}, {key[1]}) | {first['macs_ratio']:.2f} | " + " | ".join(
+                    f"{group[s]['vs_baseline_pct']:+.2f} % ({group[s]['mpjpe_mm']:.1f})" if s in group else ""
+                    for s in SELECTORS[:3]) + " |")
+            lines.append("")
     if flat:
         lines += ["## Fine-tuned: equal steps, equal data order, against the control", "",
                   f"Every row continues from the baseline for {flat[0]['steps']} steps of {args.batch_size} windows "
@@ -409,6 +459,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.makedirs(args.runs_dir, exist_ok=True)
         with open(free_cache, "w") as fh:
             json.dump({"key": free_key, "rows": free}, fh)
+    for r in free:  # rows cached before settings were shown as text
+        r["prune_block"], r["tokens"] = shown(r["prune_block"]), shown(r["tokens"])
+    staged_cache = os.path.join(args.runs_dir, "free_two_stage.json")
+    staged_key = {**free_key, "two_stage": args.two_stage}
+    if os.path.exists(staged_cache) and json.load(open(staged_cache))["key"] == staged_key:
+        free += json.load(open(staged_cache))["rows"]
+    elif not args.skip_free and args.two_stage.strip():
+        rows = free_rows(args, state, test_set, base["mpjpe"], base["macs"], two_stage_variants(args))
+        with open(staged_cache, "w") as fh:
+            json.dump({"key": staged_key, "rows": rows}, fh)
+        free += rows
     tuned = cached_finetune_rows(args, state, train_set, test_set, base["macs"])
     report(args, base, free, tuned, time.time() - started)
     print(f"done in {(time.time() - started) / 60:.1f} min; results in {args.out_dir}", flush=True)
