@@ -4,8 +4,8 @@
     model = wrap_with_hot(model, prune_block=3, tokens=81)
 
 The plugin itself: ``wrapping`` (API, state, hooks), ``probe`` (structure discovery), ``clustering``
-(frame selection), ``layouts`` (gather/scatter), ``recovery`` (restoring the pruned frames) and
-``checkpoints``; it needs only torch. Tooling around it: ``flops`` (fvcore MAC counting),
+(frame selection), ``layouts`` (gather/scatter), ``recovery`` (restoring the pruned frames),
+``lazy`` (set-up at the first forward) and ``checkpoints``; it needs only torch. Tooling around it: ``flops`` (fvcore MAC counting),
 ``bench``, ``training``, ``inference``, ``metrics``, ``data`` and the ``models`` zoo.
 """
 from .clustering import dpc_knn

@@ -24,7 +24,8 @@ directly, or a block on its own, the block hooks find no open pass: HoT then doe
 warns once, instead of pruning with a guessed batch shape.
 
 Structure discovery lives in :mod:`~hourglass_tokenizer.probe`, checkpoint loading in
-:mod:`~hourglass_tokenizer.checkpoints`.
+:mod:`~hourglass_tokenizer.checkpoints`, the set-up of models whose frame count is only known at
+the first forward in :mod:`~hourglass_tokenizer.lazy`.
 """
 from __future__ import annotations
 
@@ -39,12 +40,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parameter import UninitializedParameter
 
 from .checkpoints import HOT_PARAMETERS, checkpoint_state_dict, initial_x_token, load_official_hot
 from .clustering import Selector, choose_frames, resolve_selector
 from .presets import paper_setting, qkv_bias
-from .probe import BlockSite, ModelStructure, ShapeUnknown, find_block_lists, probe_structure, token_argument
+from .lazy import PendingHot, wrap_lazily
+from .probe import BlockSite, ModelStructure, ShapeUnknown, probe_structure, token_argument
 from .probe import example_input as probe_input
 from .recovery import (LEARNED_MODES, CrossAttention, corrected_interpolation, interpolate_frames,
                        nearest_kept_frames, recover_frames, resolve_recover)
@@ -671,7 +672,7 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[Stages] = None, tokens
         except ShapeUnknown:
             if old is not None:
                 raise
-            return _wrap_lazily(model, options)
+            return wrap_lazily(model, options)
         state, new = _build(model, example, **options)
     except BaseException:
         if old is not None:
@@ -719,138 +720,6 @@ def _build(model: nn.Module, example: torch.Tensor, *, prune_block: Optional[Sta
                                                 qkv_bias=qkv_bias(structure.family),
                                                 zero_output=mode == "tra+interpolate").to(ref)
     return state, new
-
-
-class PendingHot:
-    """``model.hot`` of a lazily wrapped model before its first forward (see :func:`wrap_with_hot`).
-
-    Only ``pending`` (True) and the wrapping options are known; everything that needs the frame
-    count (``frames``, ``tokens`` of a paper preset, the layouts) exists after the first forward,
-    which replaces this object by a :class:`HotState`.
-    """
-
-    pending = True
-
-    def __init__(self, model: nn.Module, options: Dict[str, Any]) -> None:
-        self._model = model
-        self.options = options
-        self._handles: List[Any] = []
-        self._probing = False
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_model", "options", "_handles", "_probing"):
-            raise AttributeError(name)
-        raise AttributeError(f"model.hot.{name} is not known yet: the model was wrapped lazily (its frame count "
-                             "could not be inferred) and is set up by its first forward; run one forward first")
-
-    def __repr__(self) -> str:
-        return f"PendingHot({self.options!r}; set up by the first forward)"
-
-    def install(self) -> None:
-        self.remove_hooks()
-        self._handles.append(self._model.register_forward_pre_hook(_LazySetUp(self), with_kwargs=True))
-        self._handles.append(self._model.register_state_dict_pre_hook(_refuse_state_dict))
-
-    def remove_hooks(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-
-    def set_up(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        """First forward: probe on this input's shape, create the placeholders in place, hook the model,
-        and start this call's pass (pre-hooks registered now would only run from the next call on).
-        On failure the model stays pending."""
-        if self._probing:  # the probe's own forward
-            return
-        x, _ = token_argument(args, kwargs)
-        if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            raise ValueError("the first forward of a lazily wrapped HoT model sets it up and needs the pose "
-                             "sequence (batch, frames, joints, channels) as first argument, got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-        self._probing = True
-        try:
-            self.remove_hooks()  # the state-dict guard would refuse the probe's bookkeeping otherwise
-            state, new = _build(self._model, probe_input(self._model, x[:1], None), **self.options)
-        except BaseException:
-            self.install()
-            raise
-        finally:
-            self._probing = False
-        model = self._model
-        for name, value in new.items():
-            placeholder = getattr(model, name)
-            if isinstance(value, nn.Parameter):
-                _materialise(placeholder, value)
-            else:  # the cross-attention module: every parameter, and its head count
-                placeholder.num_heads = value.num_heads
-                for sub_name, sub in value.named_modules():
-                    target = placeholder.get_submodule(sub_name) if sub_name else placeholder
-                    for p_name, p in list(sub.named_parameters(recurse=False)):
-                        _materialise(getattr(target, p_name), p)
-                    for p_name in [n for n, v in target._parameters.items() if v is not None]:
-                        if getattr(sub, p_name, None) is None:
-                            setattr(target, p_name, None)  # no q/k/v bias in this family
-                    if isinstance(target, nn.Linear):
-                        target.in_features, target.out_features = sub.in_features, sub.out_features
-        model.hot = state
-        state.install()
-        state._on_model_start(module, args, kwargs)
-
-
-def _materialise(placeholder: nn.Parameter, value: torch.Tensor) -> None:
-    placeholder.materialize(value.shape, device=value.device, dtype=value.dtype)
-    with torch.no_grad():
-        placeholder.copy_(value)
-
-
-class _LazySetUp:
-    """The lazily wrapped model's pre-hook (a class, so the model stays picklable)."""
-
-    def __init__(self, pending: PendingHot) -> None:
-        self.pending = pending
-
-    def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self.pending.set_up(module, args, kwargs)
-
-
-def _refuse_state_dict(module: nn.Module, prefix: str, keep_vars: bool) -> None:
-    raise RuntimeError("this HoT model was wrapped lazily and its HoT parameters do not exist yet: run one forward "
-                       "(any input of the right shape, e.g. under torch.no_grad()) before state_dict(), "
-                       "optimisers or checkpoint loading")
-
-
-def _wrap_lazily(model: nn.Module, options: Dict[str, Any]) -> nn.Module:
-    """Check what needs no frame count, then register placeholders and the set-up hook."""
-    blocks, recover_before = options["blocks"], options["recover_before"]
-    names = dict(model.named_modules())
-    if blocks is not None:
-        missing = [n for n in blocks if n not in names]
-        if missing:
-            raise ValueError(f"blocks={list(blocks)}: no module named {missing}; block lists found: "
-                             f"{sorted(find_block_lists(model))}")
-    elif not find_block_lists(model):
-        raise ValueError("no block list found: HoT needs the transformer blocks in an nn.ModuleList (or "
-                         "nn.Sequential) of identical modules; pass blocks=['name', ...]")
-    if recover_before is not None and recover_before not in names:
-        raise ValueError(f"recover_before={recover_before!r}: the model has no module of that name; its direct "
-                         f"children are {[n for n, _ in model.named_children()]}")
-    if options["num_heads"] is not None:
-        _count(options["num_heads"], "num_heads")
-    mode = options["mode"]
-    if mode is not None:
-        model.pos_embed_token = UninitializedParameter()
-    if mode in LEARNED_MODES:
-        model.x_token = UninitializedParameter()
-        attention = CrossAttention(1, 1)
-        for linear in (attention.linear_q, attention.linear_k, attention.linear_v, attention.proj):
-            linear.weight = UninitializedParameter()
-            linear.bias = UninitializedParameter()
-        model.cross_attention = attention
-    pending = PendingHot(model, options)
-    model.hot = pending
-    pending.install()
-    logger.info("the model's input shape could not be inferred: HoT is set up by the first forward")
-    return model
 
 
 def hot_parameters(model: nn.Module) -> List[nn.Parameter]:
