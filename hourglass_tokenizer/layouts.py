@@ -6,7 +6,9 @@ channel axis ``c`` is always the last dimension and stands alone; ``"b t (j c)"`
 ``"b t c"`` because its frame tokens are gathered the same way.
 
 Gathering keeps the pattern and replaces ``t`` by the number of kept frames, so a block sees the
-same arrangement it was written for, only shorter in time.
+same arrangement it was written for, only shorter in time. The pattern is parsed here only to
+validate it and to name its axes; every reshape is an ``einops`` rearrangement to and from one
+canonical view, ``b t j c``, on which frames are gathered and scattered along dimension 1.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from einops import rearrange, reduce
 
 __all__ = ["TokenLayout", "KNOWN_LAYOUTS", "match_layouts"]
 
@@ -43,6 +46,7 @@ class TokenLayout:
         self.axes: Tuple[str, ...] = tuple(flat)
         self.has_joints = "j" in self.axes
         self.pattern = " ".join(g[0] if len(g) == 1 else "(" + " ".join(g) + ")" for g in self.groups)
+        self._canonical_pattern = "b t j c" if self.has_joints else "b t c"
 
     def __repr__(self) -> str:
         return f"TokenLayout({self.pattern!r})"
@@ -69,69 +73,62 @@ class TokenLayout:
             out.append(size)
         return tuple(out)
 
-    def _expanded(self, x: torch.Tensor, b: int, t: int, j: int) -> torch.Tensor:
-        sizes = {"b": b, "t": t, "j": j, "c": x.shape[-1]}
+    def _sizes(self, b: int, t: int, j: int) -> Dict[str, int]:
+        return {"b": b, "t": t, "j": j} if self.has_joints else {"b": b, "t": t}
+
+    def _canonical(self, x: torch.Tensor, b: int, t: int, j: int) -> torch.Tensor:
+        """The tokens as ``b t j c`` (``b t c`` without joints): one view every operation shares."""
         expected = self.shape(b, t, j, x.shape[-1])
         if tuple(x.shape) != expected:
             raise ValueError(f"tokens of shape {tuple(x.shape)} do not fit layout '{self.pattern}' "
                              f"with b={b}, t={t}, j={j} (expected {expected})")
-        return x.reshape([sizes[name] for name in self.axes])
+        return rearrange(x, f"{self.pattern} -> {self._canonical_pattern}", **self._sizes(b, t, j))
 
-    def _index(self, idx: torch.Tensor, expanded: torch.Tensor) -> torch.Tensor:
-        view = [1] * expanded.dim()
-        view[self.axes.index("b")] = idx.shape[0]
-        view[self.axes.index("t")] = idx.shape[1]
-        target = list(expanded.shape)
-        target[self.axes.index("t")] = idx.shape[1]
-        return idx.reshape(view).expand(target)
+    def _restored(self, canonical: torch.Tensor) -> torch.Tensor:
+        return rearrange(canonical, f"{self._canonical_pattern} -> {self.pattern}")
+
+    def _frame_index(self, idx: torch.Tensor, canonical: torch.Tensor) -> torch.Tensor:
+        """``idx (b, f)`` broadcast over the canonical view's joint and channel axes."""
+        view = idx.reshape(idx.shape + (1,) * (canonical.dim() - 2))
+        return view.expand(idx.shape + tuple(canonical.shape[2:]))
 
     def gather(self, x: torch.Tensor, idx: torch.Tensor, b: int, t: int, j: int) -> torch.Tensor:
         """Keep frames ``idx`` ``(b, f)`` of ``x``; the result has this layout with ``t = f``."""
-        expanded = self._expanded(x, b, t, j)
-        kept = torch.gather(expanded, self.axes.index("t"), self._index(idx, expanded))
-        return kept.reshape(self.shape(b, idx.shape[1], j, x.shape[-1]))
+        canonical = self._canonical(x, b, t, j)
+        return self._restored(torch.gather(canonical, 1, self._frame_index(idx, canonical)))
 
     def scatter(self, full: torch.Tensor, kept: torch.Tensor, idx: torch.Tensor, b: int, t: int, j: int
                 ) -> torch.Tensor:
         """Write ``kept`` (this layout, ``t = f``) into a copy of ``full`` at frames ``idx``."""
-        expanded = self._expanded(full, b, t, j)
-        f = idx.shape[1]
-        sizes = {"b": b, "t": f, "j": j, "c": kept.shape[-1]}
-        kept_expanded = kept.reshape([sizes[name] for name in self.axes])
+        canonical = self._canonical(full, b, t, j)
+        kept_canonical = self._canonical(kept, b, idx.shape[1], j)
         # Promote rather than cast down: under autocast a block may return a wider dtype than it got.
         dtype = torch.promote_types(full.dtype, kept.dtype)
-        out = expanded.to(dtype).scatter(self.axes.index("t"), self._index(idx, expanded), kept_expanded.to(dtype))
-        return out.reshape(full.shape)
+        out = canonical.to(dtype).scatter(1, self._frame_index(idx, canonical), kept_canonical.to(dtype))
+        return self._restored(out)
 
     def frame_features(self, x: torch.Tensor, b: int, t: int, j: int) -> torch.Tensor:
         """One feature per frame, ``(b, t, c)``: the mean over joints (or the frame token itself)."""
-        expanded = self._expanded(x, b, t, j)
-        if self.has_joints:
-            expanded = expanded.mean(dim=self.axes.index("j"))
-        remaining = [a for a in self.axes if a != "j"]
-        return expanded.permute([remaining.index(a) for a in ("b", "t", "c")])
+        self._canonical(x, b, t, j)  # checks the shape
+        return reduce(x, f"{self.pattern} -> b t c", "mean", **self._sizes(b, t, j))
 
     def to_sequences(self, x: torch.Tensor, b: int, t: int, j: int) -> torch.Tensor:
         """``(b * j, t, c)``: one temporal sequence per joint (per sample if there are no joints)."""
-        expanded = self._expanded(x, b, t, j)
-        order = [self.axes.index(a) for a in ("b", "j", "t", "c") if a in self.axes]
-        return expanded.permute(order).reshape(-1, t, x.shape[-1])
+        self._canonical(x, b, t, j)  # checks the shape
+        target = "(b j) t c" if self.has_joints else "b t c"
+        return rearrange(x, f"{self.pattern} -> {target}", **self._sizes(b, t, j))
 
     def from_sequences(self, seqs: torch.Tensor, b: int, t: int, j: int) -> torch.Tensor:
         """Inverse of :meth:`to_sequences`."""
-        named = [a for a in ("b", "j", "t", "c") if a in self.axes]
-        sizes = {"b": b, "t": t, "j": j, "c": seqs.shape[-1]}
-        expanded = seqs.reshape([sizes[a] for a in named]).permute([named.index(a) for a in self.axes])
-        return expanded.reshape(self.shape(b, t, j, seqs.shape[-1]))
+        source = "(b j) t c" if self.has_joints else "b t c"
+        return rearrange(seqs, f"{source} -> {self.pattern}", **self._sizes(b, t, j))
 
     def add_frame_embedding(self, x: torch.Tensor, embedding: torch.Tensor, b: int, t: int, j: int
                             ) -> torch.Tensor:
         """Add ``embedding`` ``(1, t, c)`` to every token of frame ``t`` (broadcast over b and j)."""
-        expanded = self._expanded(x, b, t, j)
-        view = [1] * expanded.dim()
-        view[self.axes.index("t")] = t
-        view[-1] = embedding.shape[-1]
-        return (expanded + embedding.reshape(view)).reshape(x.shape)
+        canonical = self._canonical(x, b, t, j)
+        per_frame = embedding.reshape((1, t) + (1,) * (canonical.dim() - 3) + (embedding.shape[-1],))
+        return self._restored(canonical + per_frame)
 
 
 KNOWN_LAYOUTS: Tuple[TokenLayout, ...] = tuple(
