@@ -46,6 +46,7 @@ if REPO not in sys.path:  # run as a script from a checkout
 
 from hourglass_tokenizer import wrap_with_hot  # noqa: E402
 from hourglass_tokenizer.data.readers import CMU_ACKNOWLEDGEMENT  # noqa: E402
+from hourglass_tokenizer.display import pyplot  # noqa: E402
 from hourglass_tokenizer.flops import count_flops  # noqa: E402
 from hourglass_tokenizer.models import build_model  # noqa: E402
 from hourglass_tokenizer.training import (DistillationLoss, TrainConfig, evaluate, load_checkpoint,  # noqa: E402
@@ -400,14 +401,8 @@ def targets_tuned(flat: List[Dict[str, Any]]) -> List[str]:
 
 
 def plot(args, tuned: List[Dict[str, Any]]) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib missing: no PNG", file=sys.stderr)
-        return
-    if not tuned:
+    plt = pyplot()
+    if plt is None or not tuned:
         return
     fig, ax = plt.subplots(figsize=(9, 5.5))
     control = next((r for r in tuned if r["row"] == "control"), tuned[0])

@@ -46,6 +46,7 @@ if ROOT not in sys.path:  # run as a script from a checkout without installing t
 
 from hourglass_tokenizer import wrap_with_hot  # noqa: E402
 from hourglass_tokenizer.bench import CSV_FIELDS, benchmark, write_csv  # noqa: E402
+from hourglass_tokenizer.display import progress_bar, pyplot  # noqa: E402
 from hourglass_tokenizer.flops import count_flops  # noqa: E402
 from hourglass_tokenizer.models import build_model  # noqa: E402
 
@@ -174,18 +175,13 @@ SWEEP_BLOCKS = tuple(range(1, 8))
 
 
 class _Progress:
-    """tqdm on stderr when installed, else a line per stage (tqdm is an optional extra)."""
+    """A tqdm bar on stderr whose description names the stage; nothing when disabled."""
 
     def __init__(self, total: int, enabled: bool = True) -> None:
         self.bar = None
         self.enabled = enabled
         if enabled:
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, file=sys.stderr, unit="fwd", dynamic_ncols=True)
-            except ImportError:
-                pass
+            self.bar = progress_bar(total, "", show=True, unit="fwd")
 
     def stage(self, text: str) -> None:
         if self.bar is not None:
@@ -262,18 +258,6 @@ def _forwards(n_models: int, batches: int, repeats: int, warmup: int) -> int:
 # ------------------------------------------------------------------------------------------
 # Plots and summary
 # ------------------------------------------------------------------------------------------
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        print("matplotlib is not installed: skipping the PNG plots (pip install matplotlib)", file=sys.stderr)
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _threads(row: Dict[str, Any]) -> str:
     return f"{row['threads']} thread" + ("" if str(row["threads"]) == "1" else "s")
 
@@ -285,7 +269,7 @@ def _footer(rows: Sequence[Dict[str, Any]]) -> str:
 
 def plot_sweep(rows: Sequence[Dict[str, Any]], key: str, xlabel: str, path: str, reference_x: Optional[int]) -> None:
     """Left: GMACs per clip (fvcore and analytic) against ``key``; right: speed-up, measured vs ideal."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return
     hot = [r for r in rows if r[key] is not None]
@@ -317,7 +301,7 @@ def plot_sweep(rows: Sequence[Dict[str, Any]], key: str, xlabel: str, path: str,
 
 def plot_speedups(rows: Sequence[Dict[str, Any]], path: str) -> None:
     """Every HoT row: measured speed-up against the ideal one, with y = x and y = 0.9 x."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return
     hot = [r for r in rows if r.get("prune_block") is not None]

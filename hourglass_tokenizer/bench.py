@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .display import progress_bar, pyplot
 from .flops import count_flops, count_params, format_count
 
 __all__ = ["benchmark", "machine_info", "format_table", "write_csv", "plot_rows", "main", "demo", "UsageError"]
@@ -333,18 +334,11 @@ def _csv_value(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
 
 
-def _pyplot():
-    """matplotlib's pyplot with a headless backend (an optional extra: ``hourglass_tokenizer[bench]``)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_rows(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -> None:
     """Bar charts of MACs and latency (median, interquartile whiskers) for benchmark rows, as a PNG."""
-    plt = _pyplot()
+    plt = pyplot()
+    if plt is None:
+        return
     labels = [str(r["variant"]) for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
     macs = [(r.get("macs") or 0) / 1e9 for r in rows]
@@ -469,13 +463,6 @@ def _command_name(command: str) -> str:
     return f"python -m hourglass_tokenizer {command}"
 
 
-def _progress(total: int, desc: str):
-    """A progress bar on stderr, shown only when stderr is a terminal (tqdm comes with fvcore)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, disable=None, mininterval=0.5, dynamic_ncols=True)
-
-
 # Constructor argument that sets the clip length T, per zoo model.
 _FRAMES_ARGUMENT = {"mixste": "num_frames", "motionbert": "maxlen", "poseformer": "num_frames",
                     "motionagformer": "n_frames"}
@@ -530,7 +517,7 @@ def _run_with_threads(args: argparse.Namespace, overrides: Mapping[str, Any], ti
     hot_label = "HoT" if not args.no_recover else "HoT TPC-only"
     if setting:
         hot_label += f" ({setting['prune_block']}, {setting['tokens']})"
-    with _progress(2 * (args.warmup + args.repeats), "timing forwards") as bar:
+    with progress_bar(2 * (args.warmup + args.repeats), "timing forwards") as bar:
         rows = benchmark(model, hot, x, repeats=args.repeats, warmup=args.warmup,
                          labels=(f"{args.model}-{model.num_frames}", hot_label), progress=bar)
     for r in rows:

@@ -44,6 +44,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from .display import progress_bar
 from .inference import detect_seq2frame, model_num_frames, predict, select_prediction
 from .metrics import MM_PER_M, mpjpe, mpjve, pose_metrics
 from .clustering import SELECTORS
@@ -350,7 +351,7 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
                 n_steps = min(n_steps, config.max_steps - steps_total)
             net.train()
             loss_sum, extra_sum, count = 0.0, 0.0, 0
-            bar = _progress(n_steps, f"epoch {epoch + 1}/{config.epochs}", show)
+            bar = progress_bar(n_steps, f"epoch {epoch + 1}/{config.epochs}", show=show) if show else None
             # zip stops before the loader builds a batch that would not be used.
             for _, (x, y) in zip(range(n_steps), loader):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -414,16 +415,6 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
             dist.destroy_process_group()
     model.eval()
     return history
-
-
-def _progress(total: int, desc: str, show: bool):
-    if not show:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is an optional extra; train without a bar
-        return None
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0)
 
 
 # --------------------------------------------------------------------------------------------------

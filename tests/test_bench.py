@@ -251,7 +251,7 @@ def test_bench_shows_progress_over_every_forward(monkeypatch, capsys) -> None:
     bars = []
 
     class Bar:
-        def __init__(self, total, desc):
+        def __init__(self, total, desc, **options):
             self.total, self.n = total, 0
             bars.append(self)
 
@@ -264,7 +264,7 @@ def test_bench_shows_progress_over_every_forward(monkeypatch, capsys) -> None:
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(bench, "_progress", Bar)
+    monkeypatch.setattr(bench, "progress_bar", Bar)
     assert bench.main(["--model", "poseformer", "--config", "small", "--repeats", "3", "--warmup", "1",
                        "--threads", "1", "--prune-block", "1", "--tokens", "9"], prog="hot-bench") == 0
     assert [(b.total, b.n) for b in bars] == [(8, 8)]
