@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from hourglass_tokenizer import is_hot, load_official_hot, wrap_with_hot
-from hourglass_tokenizer.clustering import dpc_knn
 from hourglass_tokenizer.recovery import RECOVERY_MODES, interpolate_frames, resolve_recover
 from stand_ins import MixSTELike, MotionBERTLike
-from test_wrapping import T, build, keep_frames, randomise_hot_parameters, reference_mixste, structured_input
+from stand_ins_reach import _dpc_with_centre, nearest_fill, reference_two_stage
+from test_wrapping import T, build, randomise_hot_parameters, reference_mixste, structured_input
 
 
 # --- independent references, one frame at a time ---------------------------------------------
@@ -34,40 +34,6 @@ def interpolate_by_hand(kept_seqs, idx, frames):
     return out
 
 
-def nearest_by_hand(kept_seqs, idx, frames):
-    b = idx.shape[0]
-    per_sample = kept_seqs.shape[0] // b
-    out = torch.empty(kept_seqs.shape[0], frames, kept_seqs.shape[-1])
-    for n in range(kept_seqs.shape[0]):
-        kept = idx[n // per_sample].tolist()
-        for t in range(frames):
-            out[n, t] = kept_seqs[n, min(range(len(kept)), key=lambda p: (abs(kept[p] - t), kept[p]))]
-    return out
-
-
-def reference_tpc_official(m, x, prune_block, tokens):
-    """The official TPC-MixSTE forward: centre frame forced in, no kept-frame embedding, output only
-    for the kept frames ``(b, f, j, 3)``; also returns the kept indices."""
-    b, frames, joints, _ = x.shape
-    center = (frames - 1) // 2
-    h = m.embed(x.reshape(b * frames, joints, -1)) + m.spatial_pos
-    t = frames
-    for i in range(len(m.spatial_blocks)):
-        if i == prune_block:
-            h4 = h.reshape(b, t, joints, -1)
-            idx = dpc_knn(h4.mean(dim=2), tokens - 1, exclude=center)
-            idx = torch.sort(torch.cat([idx, torch.full((b, 1), center)], dim=1), dim=1).values
-            h = keep_frames(h4, idx).reshape(b * tokens, joints, -1)
-            t = tokens
-        h = m.spatial_norm(m.spatial_blocks[i](h))
-        h = h.reshape(b, t, joints, -1).transpose(1, 2).reshape(b * joints, t, -1)
-        if i == 0:
-            h = h + m.temporal_pos
-        h = m.temporal_norm(m.temporal_blocks[i](h))
-        h = h.reshape(b, joints, t, -1).transpose(1, 2).reshape(b * t, joints, -1)
-    return m.head(h.reshape(b, t, joints, -1)), idx
-
-
 # --- the pure function ---------------------------------------------------------------------------
 def test_interpolate_frames_matches_the_hand_written_interpolation():
     g = torch.Generator().manual_seed(0)
@@ -82,6 +48,10 @@ def test_interpolate_frames_matches_the_hand_written_interpolation():
 
 
 # --- the wrapper -----------------------------------------------------------------------------------
+def nearest_by_hand(kept_seqs, idx, frames):
+    return nearest_fill(None, kept_seqs, idx, frames)
+
+
 @pytest.mark.parametrize("mode, by_hand", [("interpolate", interpolate_by_hand), ("nearest", nearest_by_hand)])
 def test_training_free_modes_match_hand_written_forward(mode, by_hand):
     model, x, _ = build("mixste")
@@ -162,10 +132,15 @@ def test_official_tpc_checkpoint_loads_strictly_and_gives_the_same_centre_predic
     model.load_state_dict(state, strict=True)
     with torch.no_grad():
         out = model(x)
-        expected, idx = reference_tpc_official(official, x, 2, 9)
+        # The official TPC-MixSTE: centre frame forced in, no kept-frame embedding; its head reads
+        # only the kept frames, whose tokens the nearest fill passes through unchanged.
+        trace = {}
+        expected = reference_two_stage(official, x, (2,), (9,), recover=nearest_fill, embeddings=(None,),
+                                       select=lambda features, f: _dpc_with_centre(features, f, 13), trace=trace)
+    idx = trace["indices"]
     assert torch.equal(model.hot.last_indices, idx) and (idx == model.hot.center).any(dim=1).all()
     for s in range(x.shape[0]):  # every kept frame's prediction is the official model's
-        torch.testing.assert_close(out[s, idx[s]], expected[s], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out[s, idx[s]], expected[s, idx[s]], atol=1e-5, rtol=1e-5)
 
 
 def test_official_checkpoints_need_the_matching_recovery():
