@@ -47,7 +47,7 @@ if REPO not in sys.path:  # run as a script from a checkout
 from hourglass_tokenizer import wrap_with_hot  # noqa: E402
 from hourglass_tokenizer.data.readers import CMU_ACKNOWLEDGEMENT  # noqa: E402
 from hourglass_tokenizer.display import pyplot  # noqa: E402
-from hourglass_tokenizer.flops import count_flops  # noqa: E402
+from hourglass_tokenizer.bench.flops import count_flops  # noqa: E402
 from hourglass_tokenizer.models import build_model  # noqa: E402
 from hourglass_tokenizer.training import (DistillationLoss, TrainConfig, evaluate, load_checkpoint,  # noqa: E402
                                           load_pretrained, make_cmu_datasets, train)

@@ -19,7 +19,7 @@ It writes to ``benchmarks/results/``:
 
 Every CSV row carries the machine (CPU model), the torch version, the thread count and the
 1-minute load average at the start of the run. MACs are per clip (fvcore with the attention
-handles of :mod:`hourglass_tokenizer.flops`; 1 multiply-add = 1), ``paper_flops`` = 2 x MACs.
+handles of :mod:`hourglass_tokenizer.bench.flops`; 1 multiply-add = 1), ``paper_flops`` = 2 x MACs.
 
 The ``analytic_*`` columns are an independent check: the MACs each model should cost, derived by
 hand from its structure (token counts times per-token costs, fvcore's conventions), for the
@@ -47,7 +47,7 @@ if ROOT not in sys.path:  # run as a script from a checkout without installing t
 from hourglass_tokenizer import wrap_with_hot  # noqa: E402
 from hourglass_tokenizer.bench import CSV_FIELDS, benchmark, write_csv  # noqa: E402
 from hourglass_tokenizer.display import progress_bar, pyplot  # noqa: E402
-from hourglass_tokenizer.flops import count_flops  # noqa: E402
+from hourglass_tokenizer.bench.flops import count_flops  # noqa: E402
 from hourglass_tokenizer.models import build_model  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")

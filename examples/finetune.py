@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from hourglass_tokenizer import wrap_with_hot  # noqa: E402
 from hourglass_tokenizer.data.readers import DEFAULT_CMU_PATH  # noqa: E402
-from hourglass_tokenizer.flops import count_flops  # noqa: E402
+from hourglass_tokenizer.bench.flops import count_flops  # noqa: E402
 from hourglass_tokenizer.models import build_model  # noqa: E402
 from hourglass_tokenizer.training import (DistillationLoss, TrainConfig, evaluate, load_pretrained,  # noqa: E402
                                           make_cmu_datasets, save_checkpoint, train)

@@ -3,13 +3,12 @@
     from hourglass_tokenizer import wrap_with_hot
     model = wrap_with_hot(model, prune_block=3, tokens=81)
 
-The plugin itself: ``wrapping`` (API, state, hooks), ``probe`` (structure discovery), ``clustering``
-(frame selection), ``layouts`` (gather/scatter), ``recovery`` (restoring the pruned frames),
-``lazy`` (set-up at the first forward) and ``checkpoints``; it needs only torch. Tooling around it: ``flops`` (fvcore MAC counting),
-``bench``, ``training``, ``inference``, ``metrics``, ``data`` and the ``models`` zoo.
+``core`` is the plugin itself and needs only torch and einops; the tooling around it imports the core,
+never the reverse: ``bench`` (fvcore MACs and timing), ``training`` (trainer, evaluation, inference),
+``data`` (readers and cameras) and ``models`` (the zoo).
 """
-from .clustering import dpc_knn
-from .wrapping import HotState, hot_parameters, is_hot, load_official_hot, unwrap_hot, wrap_with_hot
+from .core.selection import dpc_knn
+from .core.wrapping import HotState, hot_parameters, is_hot, load_official_hot, unwrap_hot, wrap_with_hot
 
 __version__ = "0.1.0"
 
@@ -29,6 +28,6 @@ __all__ = [
 def __getattr__(name: str):
     # fvcore is imported only when MACs are counted: wrapping a model should not pay for it.
     if name in ("count_macs", "count_flops"):
-        from . import flops
+        from .bench import flops
         return getattr(flops, name)
     raise AttributeError(f"module 'hourglass_tokenizer' has no attribute {name!r}")

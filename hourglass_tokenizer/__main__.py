@@ -11,11 +11,11 @@ def main(argv=None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "bench":
-        from .bench import main as run
+        from .bench.cli import main as run
     elif command == "demo":
-        from .bench import demo as run
+        from .bench.cli import demo as run
     elif command == "train":
-        from .training import main as run
+        from .training.cli import main as run
     elif command == "data":
         data_usage = "usage: python -m hourglass_tokenizer data bvh INPUTS... -o motion.npz [options]"
         if not rest or rest[0] in ("-h", "--help"):

@@ -31,7 +31,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from hourglass_tokenizer.clustering import dpc_knn
+from hourglass_tokenizer.core.selection import dpc_knn
 from stand_ins import Attention, Block
 
 T, J = 27, 17

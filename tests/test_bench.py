@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import copy
 
 import pytest
@@ -9,6 +10,8 @@ import torch
 from torch import nn
 
 from hourglass_tokenizer import bench
+from hourglass_tokenizer.bench import cli as bench_cli
+from hourglass_tokenizer.bench import timing as bench_timing
 
 
 def _read_csv(path) -> list:
@@ -113,7 +116,7 @@ def test_wrapped_macs_match_the_analytic_count(name, overrides, prune_block, tok
     """The benchmark script's hand-derived MAC counts equal fvcore's, original and HoT: the
     wrapper runs the pruned blocks on exactly ``tokens`` frames and adds only TPC and TRA."""
     from hourglass_tokenizer import wrap_with_hot
-    from hourglass_tokenizer.flops import count_flops
+    from hourglass_tokenizer.bench.flops import count_flops
     from hourglass_tokenizer.models import build_model
 
     analytic_macs = _paper_table_module().analytic_macs
@@ -128,7 +131,7 @@ def test_wrapped_macs_match_the_analytic_count(name, overrides, prune_block, tok
 def test_benchmark_statistics_from_known_times(monkeypatch) -> None:
     """Latency, quartiles, throughput and both speed-ups computed from given per-repeat times."""
     times = [[0.010, 0.020, 0.012], [0.004, 0.012, 0.008]]
-    monkeypatch.setattr(bench, "time_interleaved", lambda models, x, **kw: [list(t) for t in times])
+    monkeypatch.setattr(bench_timing, "time_interleaved", lambda models, x, **kw: [list(t) for t in times])
     base, cheap = bench.benchmark(_Frames(20), _Frames(10), torch.randn(2, 20, 8), repeats=3, warmup=0)
     assert (base["latency_ms_median"], base["latency_ms_min"], base["latency_ms_max"]) == pytest.approx((12, 10, 20))
     assert (cheap["latency_ms_q1"], cheap["latency_ms_q3"]) == pytest.approx((6, 10))
@@ -228,7 +231,7 @@ def test_help_lists_configs_and_names_the_command(monkeypatch, capsys) -> None:
 
     for model, configs in available_models().items():
         assert f"{model}: {', '.join(['paper'] + configs)}" in out
-    monkeypatch.setattr("sys.argv", [bench.__file__.replace("bench.py", "__main__.py"), "bench", "--bogus"])
+    monkeypatch.setattr("sys.argv", [os.path.join(os.path.dirname(os.path.dirname(bench.__file__)), "__main__.py"), "bench", "--bogus"])
     assert bench.main(["--bogus"]) == 2
     assert capsys.readouterr().err.startswith("python -m hourglass_tokenizer bench: error: ")
     assert bench.demo(["--bogus"]) == 2
@@ -264,7 +267,7 @@ def test_bench_shows_progress_over_every_forward(monkeypatch, capsys) -> None:
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(bench, "progress_bar", Bar)
+    monkeypatch.setattr(bench_cli, "progress_bar", Bar)
     assert bench.main(["--model", "poseformer", "--config", "small", "--repeats", "3", "--warmup", "1",
                        "--threads", "1", "--prune-block", "1", "--tokens", "9"], prog="hot-bench") == 0
     assert [(b.total, b.n) for b in bars] == [(8, 8)]

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from hourglass_tokenizer.clustering import RandomSelector, dpc_knn, resolve_selector, uniform
+from hourglass_tokenizer.core.selection import RandomSelector, dpc_knn, resolve_selector, uniform
 
 
 def slow_dpc_knn(features, f, k=2, exclude=None):

@@ -7,7 +7,7 @@ import torch
 
 from hourglass_tokenizer import wrap_with_hot
 from hourglass_tokenizer.models import build_model
-from hourglass_tokenizer.presets import paper_setting
+from hourglass_tokenizer.core.presets import paper_setting
 from stand_ins import MixSTELike, PoseFormerLike
 
 T, J = 27, 17
@@ -68,10 +68,10 @@ def test_preset_of_a_shallow_short_zoo_model():
 
 
 # --- selection, recovery and layouts: behaviour the mutation run found unchecked -----------------
-from hourglass_tokenizer.clustering import (CoverageSelector, DpcKnnSelector, RandomSelector, dpc_knn,  # noqa: E402
+from hourglass_tokenizer.core.selection import (CoverageSelector, DpcKnnSelector, RandomSelector, dpc_knn,  # noqa: E402
                                             dpc_knn_coverage, dpc_knn_scores, uniform)
-from hourglass_tokenizer.layouts import TokenLayout  # noqa: E402
-from hourglass_tokenizer.recovery import CrossAttention, corrected_interpolation, interpolate_frames  # noqa: E402
+from hourglass_tokenizer.core.layouts import TokenLayout  # noqa: E402
+from hourglass_tokenizer.core.recovery import CrossAttention, corrected_interpolation, interpolate_frames  # noqa: E402
 
 
 def features(b=2, t=24, c=8, seed=0):
@@ -254,7 +254,7 @@ def test_layout_edge_patterns_and_equality():
 
 
 def test_documented_defaults():
-    from hourglass_tokenizer.clustering import resolve_selector
+    from hourglass_tokenizer.core.selection import resolve_selector
 
     assert DpcKnnSelector().k == CoverageSelector().k == resolve_selector("dpc_knn").k == 2  # the paper's k
     assert resolve_selector("dpc_knn_coverage").k == 2
@@ -284,7 +284,7 @@ def test_recovery_keeps_the_dtype_of_the_kept_tokens():
     ca = CrossAttention(8, 2)
     x_token = torch.randn(1, 10, 8)
     kept, idx = torch.randn(2, 4, 8).bfloat16(), torch.tensor([[0, 3, 6, 9], [1, 2, 5, 8]])
-    from hourglass_tokenizer.recovery import recover_frames
+    from hourglass_tokenizer.core.recovery import recover_frames
 
     assert interpolate_frames(kept, idx, 10).dtype == torch.bfloat16
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -296,8 +296,8 @@ def test_selection_and_recovery_stay_on_the_features_device():
     """Every tensor the selectors and the recovery make is created on the input's device. The
     "meta" device (shapes without data) checks that without a GPU: a tensor made on the CPU
     instead cannot be combined with meta tensors."""
-    from hourglass_tokenizer.clustering import choose_frames
-    from hourglass_tokenizer.recovery import nearest_kept_frames
+    from hourglass_tokenizer.core.selection import choose_frames
+    from hourglass_tokenizer.core.recovery import nearest_kept_frames
 
     x = torch.randn(2, 24, 8, device="meta")
     idx = torch.zeros(2, 6, dtype=torch.long, device="meta")

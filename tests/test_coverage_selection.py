@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hourglass_tokenizer import wrap_with_hot
-from hourglass_tokenizer.clustering import dpc_knn, dpc_knn_coverage, dpc_knn_scores, resolve_selector
+from hourglass_tokenizer.core.selection import dpc_knn, dpc_knn_coverage, dpc_knn_scores, resolve_selector
 from test_wrapping import build
 
 

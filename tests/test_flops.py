@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hourglass_tokenizer.flops import count_flops, count_flops_by_operator, count_params
+from hourglass_tokenizer.bench.flops import count_flops, count_flops_by_operator, count_params
 
 
 class Attention(nn.Module):

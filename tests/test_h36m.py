@@ -14,9 +14,9 @@ from torch import nn
 
 from hourglass_tokenizer.data import H36M_32_TO_17, JOINTS_LEFT, JOINTS_RIGHT, load_cmu
 from hourglass_tokenizer.data.h36m import (H36M_EXTRINSICS, H36M_INTRINSICS, TEST_SUBJECTS, TRAIN_SUBJECTS,
-                                           camera_frame, canonical_action, evaluate_by_action, load_h36m_sequences,
+                                           camera_frame, canonical_action, load_h36m_sequences,
                                            sequences_by_action)
-from hourglass_tokenizer.training import main
+from hourglass_tokenizer.training import evaluate_by_action, main
 
 SHARED_CMU = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cmu_mocap_h36m17_50fps.npz")
 ACTIONS = {"S1": ["Walking 1", "TakingPhoto"], "S5": ["Eating"], "S6": ["Directions"], "S7": ["Walking"],

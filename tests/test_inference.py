@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from hourglass_tokenizer.data import flip_pose
-from hourglass_tokenizer.inference import is_seq2frame, model_num_frames, predict, select_prediction
+from hourglass_tokenizer.training.inference import is_seq2frame, model_num_frames, predict, select_prediction
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from hourglass_tokenizer import is_hot, unwrap_hot, wrap_with_hot
-from hourglass_tokenizer.clustering import dpc_knn
+from hourglass_tokenizer.core.selection import dpc_knn
 from hourglass_tokenizer.models import build_model
 from stand_ins import (JointMajorVPT, JointTimeVPT, MHAVPT, MixSTELike, MotionBERTLike, PoseFormerLike,
                        SequentialVPT, SharedBlocksVPT, TorchEncoderVPT, TupleBlocksVPT)

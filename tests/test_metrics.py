@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from hourglass_tokenizer.metrics import MM_PER_M, mpjpe, mpjve, n_mpjpe, p_mpjpe, pose_metrics, procrustes_align
+from hourglass_tokenizer.training.metrics import MM_PER_M, mpjpe, mpjve, n_mpjpe, p_mpjpe, pose_metrics, procrustes_align
 
 
 def _rotation(axis, angle):

@@ -3,8 +3,8 @@ import numpy as np
 import torch
 
 from hourglass_tokenizer import count_flops, wrap_with_hot
-from hourglass_tokenizer.inference import predict
-from hourglass_tokenizer.modes import evaluation_mode
+from hourglass_tokenizer.training.inference import predict
+from hourglass_tokenizer.core.modes import evaluation_mode
 from stand_ins import MixSTELike
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hourglass_tokenizer import is_hot, load_official_hot, wrap_with_hot
-from hourglass_tokenizer.recovery import RECOVERY_MODES, interpolate_frames, resolve_recover
+from hourglass_tokenizer.core.recovery import RECOVERY_MODES, interpolate_frames, resolve_recover
 from stand_ins import MixSTELike, MotionBERTLike
 from stand_ins_reach import _dpc_with_centre, nearest_fill, reference_two_stage
 from test_wrapping import T, build, randomise_hot_parameters, reference_mixste, structured_input

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from hourglass_tokenizer.clustering import dpc_knn
-from hourglass_tokenizer.recovery import CrossAttention
+from hourglass_tokenizer.core.selection import dpc_knn
+from hourglass_tokenizer.core.recovery import CrossAttention
 from stand_ins import MixSTELike
 from stand_ins_reach import (J, T, MHFormerLike, MotionAGFormerLike, STCFormerLike, nearest_fill,
                              reference_mhformer_tpc, reference_motionagformer, reference_stcformer,

@@ -12,7 +12,7 @@ from torch import nn
 from hourglass_tokenizer.data import PARENTS, PoseWindowDataset, load_cmu, project_clips
 from hourglass_tokenizer.training import (DistillationLoss, TrainConfig, compute_loss, evaluate, load_checkpoint,
                                           load_pretrained, main, train)
-from hourglass_tokenizer.wrapping import HOT_PARAMETERS
+from hourglass_tokenizer.core.wrapping import HOT_PARAMETERS
 
 SHARED_CMU = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cmu_mocap_h36m17_50fps.npz")
 T = 27
@@ -246,7 +246,7 @@ def test_ddp_two_cpu_processes_gloo_have_identical_gradients(tmp_path):
 
 
 def test_seq2frame_zoo_model_poseformer_trains_and_predicts(datasets, tmp_path):
-    from hourglass_tokenizer.inference import predict
+    from hourglass_tokenizer.training.inference import predict
     from hourglass_tokenizer.models import build_model
 
     train_set, test_set = datasets
@@ -260,7 +260,7 @@ def test_seq2frame_zoo_model_poseformer_trains_and_predicts(datasets, tmp_path):
 
 def test_command_line_options_are_the_config_fields():
     """The CLI is generated from TrainConfig: same defaults, same descriptions, one declaration."""
-    from hourglass_tokenizer.training import _CLI_CONFIG_FIELDS, _CLI_RUN_FIELDS, build_parser
+    from hourglass_tokenizer.training.cli import _CLI_CONFIG_FIELDS, _CLI_RUN_FIELDS, build_parser
 
     args = build_parser().parse_args([])
     defaults = TrainConfig()

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hourglass_tokenizer import HotState, is_hot, load_official_hot, unwrap_hot, wrap_with_hot
-from hourglass_tokenizer.clustering import dpc_knn
+from hourglass_tokenizer.core.selection import dpc_knn
 from stand_ins import Block, MixSTELike, MotionBERTLike, PoseFormerLike
 
 T, J = 27, 17
@@ -486,7 +486,7 @@ def test_x_token_initialisation_choices():
         wrap_with_hot(unwrap_hot(model), **kwargs, x_token_init=torch.zeros(1, 5, 16))
     # A failed wrap leaves nothing behind: no hooks, no half of the new parameters.
     assert not is_hot(model) and not hasattr(model, "pos_embed_token") and not model._forward_pre_hooks
-    from hourglass_tokenizer.checkpoints import initial_x_token as _initial_x_token
+    from hourglass_tokenizer.core.checkpoints import initial_x_token as _initial_x_token
 
     with pytest.raises(ValueError, match=r"no temporal position embedding of shape \(1, 27, 16\)"):
         _initial_x_token(nn.Linear(2, 16), "position", T, 16)

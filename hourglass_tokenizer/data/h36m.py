@@ -240,35 +240,3 @@ def sequences_by_action(sequences: Sequence[H36MSequence]) -> Dict[str, List[Tup
     for seq in sequences:
         groups.setdefault(canonical_action(seq.action), []).append(seq.pair)
     return dict(sorted(groups.items()))
-
-
-def evaluate_by_action(model, groups: Dict[str, List[Tuple[np.ndarray, np.ndarray]]], **evaluate_kwargs
-                       ) -> Dict[str, Dict[str, float]]:
-    """Protocol 1 (MPJPE) and Protocol 2 (P-MPJPE) in mm, per action and averaged over actions.
-
-    ``groups`` maps an action to its ``(2D, 3D)`` sequences (:func:`sequences_by_action`). Each action's
-    errors are averaged over its frames (all cameras and recordings), then the actions are averaged
-    with equal weight, as the Human3.6M protocol does. Returns ``{action: {"mpjpe", "p_mpjpe",
-    "frames"}, ..., "average": {...}}``. ``evaluate_kwargs`` go to
-    :func:`hourglass_tokenizer.training.evaluate` (``flip``, ``batch_size``, ``frame_stride``, ``num_frames``).
-    """
-    from ..training import evaluate  # training imports the data package: import on use
-
-    if not groups:
-        raise ValueError("evaluate_by_action: no test actions")
-    table: Dict[str, Dict[str, float]] = {}
-    for action, seqs in groups.items():
-        scores = evaluate(model, seqs, **evaluate_kwargs)
-        table[action] = {"mpjpe": scores["mpjpe"], "p_mpjpe": scores["p_mpjpe"], "frames": scores["frames"]}
-    table["average"] = {key: float(np.mean([row[key] for row in table.values()])) for key in ("mpjpe", "p_mpjpe")}
-    table["average"]["frames"] = int(sum(row["frames"] for a, row in table.items() if a != "average"))
-    return table
-
-
-def format_action_table(table: Dict[str, Dict[str, float]]) -> str:
-    """The per-action table of :func:`evaluate_by_action` as aligned text (one row per action, then the average)."""
-    width = max(len(a) for a in table)
-    lines = [f"{'action':<{width}}  {'MPJPE (P1)':>10}  {'P-MPJPE (P2)':>12}  {'frames':>7}"]
-    for action, row in table.items():
-        lines.append(f"{action:<{width}}  {row['mpjpe']:>10.1f}  {row['p_mpjpe']:>12.1f}  {row['frames']:>7d}")
-    return "\n".join(lines)

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.skeleton import flip_pose
-from .data.windows import centred_start, edge_padded_window
-from .modes import evaluation_mode
+from ..data.skeleton import flip_pose
+from ..data.windows import centred_start, edge_padded_window
+from ..core.modes import evaluation_mode
 
 __all__ = ["predict", "is_seq2frame", "detect_seq2frame", "select_prediction", "model_num_frames"]
 

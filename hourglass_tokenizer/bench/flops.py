@@ -31,7 +31,7 @@ from typing import Any, Iterable, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from .modes import evaluation_mode
+from ..core.modes import evaluation_mode
 
 __all__ = ["count_flops", "count_macs", "count_flops_by_operator", "count_params", "format_count", "FREE_OPS", "EXTRA_HANDLES"]
 

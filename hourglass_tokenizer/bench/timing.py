@@ -16,14 +16,10 @@ so that slow periods on a shared machine hit both alike, and the medians are rep
 """
 from __future__ import annotations
 
-import argparse
-import copy
 import csv
-import logging
 import os
 import platform
 import statistics
-import sys
 import time
 from contextlib import nullcontext as _no_context
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -31,10 +27,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .display import progress_bar, pyplot
+from ..display import pyplot
 from .flops import count_flops, count_params, format_count
 
-__all__ = ["benchmark", "machine_info", "format_table", "write_csv", "plot_rows", "main", "demo", "UsageError"]
+__all__ = ["CSV_FIELDS", "benchmark", "time_interleaved", "machine_info", "hot_setting", "header_lines", "format_table",
+           "write_csv", "plot_rows"]
 
 # Column order of the CSV written by ``--csv`` (and by ``benchmarks/paper_table.py``).
 CSV_FIELDS = (
@@ -183,7 +180,7 @@ def _quartiles(values: Sequence[float]) -> tuple:
     return q1, q3
 
 
-def _hot_setting(model: nn.Module) -> Dict[str, Any]:
+def hot_setting(model: nn.Module) -> Dict[str, Any]:
     """``prune_block``, ``tokens`` and ``recover`` of a HoT-wrapped model (empty when unwrapped)."""
     state = getattr(model, "hot", None)
     if state is None or not hasattr(state, "prune_block"):
@@ -263,7 +260,7 @@ def benchmark(model: nn.Module, hot_model: Union[nn.Module, Mapping[str, nn.Modu
             "repeats": repeats,
             "warmup": warmup,
         }
-        row.update(_hot_setting(m))
+        row.update(hot_setting(m))
         row.update(info)
         rows.append(row)
     return rows
@@ -366,251 +363,3 @@ def plot_rows(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -> 
     os.makedirs(directory, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-class UsageError(Exception):
-    """A command-line mistake: reported as one line ``PROG: error: ...`` with exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would print the usage and exit itself
-        raise UsageError(message)
-
-
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-    return parse
-
-
-def _config_choices() -> Dict[str, List[str]]:
-    from .models import available_models
-
-    return {name: ["paper"] + configs for name, configs in available_models().items()}
-
-
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    configs = _config_choices()
-    p = _Parser(prog=prog, description=description)
-    p.add_argument("--model", default="mixste", choices=tuple(configs), help="zoo model (default: mixste)")
-    p.add_argument("--config", default="paper", metavar="{" + ",".join(dict.fromkeys(c for cs in configs.values() for c in cs)) + "}",
-                   help="zoo configuration (default: paper, the model's paper configuration); per model: "
-                   + "; ".join(f"{m}: {', '.join(cs)}" for m, cs in configs.items()))
-    p.add_argument("--frames", type=_int_at_least(1), default=None, help="override the clip length T")
-    p.add_argument("--prune-block", type=_int_at_least(1), default=None,
-                   help="blocks before pruning (default: the paper's setting for this model)")
-    p.add_argument("--tokens", type=_int_at_least(1), default=None,
-                   help="representative frames kept (default: the paper's setting)")
-    p.add_argument("--no-recover", action="store_true", help="TPC only: no token recovering attention")
-    p.add_argument("--batch", type=_int_at_least(1), default=1, help="clips per forward (default: 1)")
-    p.add_argument("--threads", type=_int_at_least(1), default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--device", default="cpu",
-                   help="cpu or cuda[:i] (default: cpu); on CUDA the forwards are timed with CUDA events")
-    p.add_argument("--repeats", type=_int_at_least(1), default=10, help="timed forwards per model (default: 10)")
-    p.add_argument("--warmup", type=_int_at_least(0), default=2,
-                   help="untimed forwards per model first (default: 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights and input (default: 0)")
-    p.add_argument("--csv", metavar="PATH", default=None, help="also write the table as CSV")
-    p.add_argument("--plot", metavar="PATH", default=None, help="also write a PNG chart (needs matplotlib)")
-    return p
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    """Mistakes argparse cannot see on its own, reported before anything is built."""
-    configs = _config_choices()[args.model]
-    if args.config not in configs:
-        raise UsageError(f"--config {args.config!r} is not a configuration of {args.model}; "
-                         f"choose from {', '.join(configs)}")
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise UsageError(f"--device {args.device!r}: expected cpu or cuda[:index]") from None
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {args.device!r}: expected cpu or cuda[:index]")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = ("this torch is a CPU-only build" if torch.version.cuda is None
-                   else "torch finds no CUDA device")
-            raise UsageError(f"--device {args.device}: no CUDA GPU is available ({why}, torch {torch.__version__})")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {args.device}: only {torch.cuda.device_count()} CUDA device(s)")
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError("--plot needs matplotlib: pip install 'hourglass_tokenizer[bench]'") from None
-
-
-def _command_name(command: str) -> str:
-    """How the user started this command, for usage and error lines."""
-    script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    package = os.path.basename(os.path.dirname(script))
-    if package == "hourglass_tokenizer" and os.path.basename(script) == "__main__.py":
-        return f"python -m hourglass_tokenizer {command}"
-    if package == "hourglass_tokenizer" and os.path.basename(script) == "bench.py":
-        return "python -m hourglass_tokenizer.bench"
-    if command == "bench":
-        return "hot-bench"
-    return f"python -m hourglass_tokenizer {command}"
-
-
-# Constructor argument that sets the clip length T, per zoo model.
-_FRAMES_ARGUMENT = {"mixste": "num_frames", "motionbert": "maxlen", "poseformer": "num_frames",
-                    "motionagformer": "n_frames"}
-
-
-def _build_pair(args: argparse.Namespace, overrides: Mapping[str, Any]):
-    """The zoo model and a HoT-wrapped deep copy, per the command-line options."""
-    from . import wrap_with_hot
-    from .models import build_model
-
-    if args.frames is not None:
-        overrides = {**overrides, _FRAMES_ARGUMENT.get(args.model, "num_frames"): args.frames}
-    torch.manual_seed(args.seed)
-    try:
-        model = build_model(args.model, config=args.config, **overrides)
-    except (ValueError, TypeError) as err:  # TypeError: an override the constructor does not take
-        raise UsageError(f"cannot build {args.model} ({args.config}): {err}") from err
-    numbers = {k: v for k, v in (("prune_block", args.prune_block), ("tokens", args.tokens)) if v is not None}
-    # With no numbers the wrapper's presets choose the paper's setting for this architecture.
-    try:
-        hot = wrap_with_hot(copy.deepcopy(model), **numbers, recover=not args.no_recover)
-    except ValueError as err:
-        message = f"cannot wrap {args.model} ({args.config}) with HoT: {err}"
-        if len(numbers) < 2:
-            # Both numbers always work for a model of T frames with 1 <= 1 < depth and 1 <= T // 3 <= T.
-            message += (f" (give both --prune-block and --tokens, e.g. --prune-block 1 "
-                        f"--tokens {max(1, model.num_frames // 3)})")
-        raise UsageError(message) from err
-    return model, hot
-
-
-def _run(args: argparse.Namespace, overrides: Mapping[str, Any], title: str) -> List[Dict[str, Any]]:
-    # The thread count is process-wide state; put it back so that calling main() from Python
-    # (tests, notebooks) leaves no trace.
-    threads_before = torch.get_num_threads()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    try:
-        return _run_with_threads(args, overrides, title)
-    finally:
-        torch.set_num_threads(threads_before)
-
-
-def _run_with_threads(args: argparse.Namespace, overrides: Mapping[str, Any], title: str) -> List[Dict[str, Any]]:
-    device = torch.device(args.device)
-    model, hot = _build_pair(args, overrides)
-    model, hot = model.to(device), hot.to(device)
-    generator = torch.Generator().manual_seed(args.seed)
-    x = torch.randn(args.batch, model.num_frames, model.num_joints, model.in_chans, generator=generator).to(device)
-
-    setting = _hot_setting(hot)
-    hot_label = "HoT" if not args.no_recover else "HoT TPC-only"
-    if setting:
-        hot_label += f" ({setting['prune_block']}, {setting['tokens']})"
-    with progress_bar(2 * (args.warmup + args.repeats), "timing forwards") as bar:
-        rows = benchmark(model, hot, x, repeats=args.repeats, warmup=args.warmup,
-                         labels=(f"{args.model}-{model.num_frames}", hot_label), progress=bar)
-    for r in rows:
-        r.update(model=args.model, config=args.config, joints=model.num_joints)
-    rows[0].update(prune_block=None, tokens=None, recover=None)
-    if rows[1].get("recover") is None:
-        rows[1]["recover"] = not args.no_recover
-
-    print(title)
-    for line in header_lines(rows):
-        print(line)
-    print(format_table(rows))
-    if args.csv:
-        write_csv(rows, args.csv)
-        print(f"wrote {args.csv}")
-    if args.plot:
-        plot_rows(rows, args.plot)
-        print(f"wrote {args.plot}")
-    return rows
-
-
-def _cli(prog: str, body) -> int:
-    """Run a command; a command-line mistake becomes one line on stderr and exit status 2."""
-    try:
-        return body()
-    except UsageError as err:
-        message = " ".join(str(err).split())
-        print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
-        return 2
-
-
-def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
-    """``hot-bench`` / ``python -m hourglass_tokenizer bench``: original vs HoT, one table.
-
-    Returns the exit status: 0, or 2 after a one-line error for a command-line mistake.
-    """
-    prog = prog or _command_name("bench")
-    return _cli(prog, lambda: _bench(argv, prog))
-
-
-def _bench(argv: Optional[List[str]], prog: str) -> int:
-    args = _parser(prog, "Compare a zoo video pose transformer with its HoT-wrapped copy "
-                   "(MACs, latency, throughput).").parse_args(argv)
-    _check_args(args)
-    rows = _run(args, {}, f"HoT benchmark: {args.model} ({args.config} config)")
-    hot = rows[1]
-    if hot.get("speedup_vs_ideal") is not None:
-        print(f"HoT removes {hot['macs_reduction_pct']:.1f}% of the MACs; measured speed-up "
-              f"{hot['speedup']:.2f}x vs ideal {hot['ideal_speedup']:.2f}x ({hot['speedup_vs_ideal']:.2f} of ideal).")
-    return 0
-
-
-# The demo model: MixSTE's architecture at a size that runs in well under a second per clip on a
-# laptop CPU but is deep and long enough for pruning to matter (8 block pairs, 81 frames).
-DEMO_OVERRIDES: Dict[str, Any] = dict(num_frames=81, embed_dim=128, depth=8, num_heads=8, mlp_hidden_dim=256)
-
-
-def demo(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
-    """``python -m hourglass_tokenizer demo``: a small MixSTE with and without HoT (no downloads)."""
-    prog = prog or _command_name("demo")
-    return _cli(prog, lambda: _demo(argv, prog))
-
-
-def _demo(argv: Optional[List[str]], prog: str) -> int:
-    parser = _parser(prog, "HoT on a small MixSTE (81 frames, width 128, depth 8; random weights, no downloads).")
-    # One thread by default: the demo model is small, and a single thread keeps its timing steady
-    # on a busy machine (oversubscribed OpenMP threads stall); --threads N to change it.
-    parser.set_defaults(model="mixste", repeats=10, warmup=2, threads=1)
-    args = parser.parse_args(argv)
-    _check_args(args)
-    overrides = DEMO_OVERRIDES if args.model == "mixste" and args.config == "paper" else {}
-    # The demo's numbers are those of the paper's MixSTE-243 setting scaled to 81 frames:
-    # prune after 3 of 8 block pairs, keep a third of the frames.
-    if overrides and args.prune_block is None and args.tokens is None and not args.no_recover:
-        args.prune_block, args.tokens = 3, 27
-    label = "MixSTE, 81 frames, width 128, depth 8" if overrides else f"{args.model} ({args.config})"
-    rows = _run(args, overrides, f"HoT demo: {label}, random weights")
-    base, hot = rows
-    pb, f = hot.get("prune_block", args.prune_block), hot.get("tokens", args.tokens)
-    frames = base["frames"]
-    depth = overrides.get("depth") if overrides else None
-    after = f"blocks {pb + 1}-{depth}" if (depth and pb is not None) else f"the blocks after block {pb}"
-    tail = ("the token recovering attention (TRA) rebuilt all "
-            f"{frames} frames before the head, so the output shape is unchanged"
-            if hot.get("recover", not args.no_recover) else
-            f"the pruned frames were filled from the nearest kept frame, so the output still has {frames} frames")
-    print(f"What HoT did: {after} ran on {f} of {frames} frames picked by density-peaks clustering "
-          f"(token pruning cluster, TPC); {tail}. That cut the MACs by {hot['macs_reduction_pct']:.1f}% "
-          f"and the latency by {100 * (1 - 1 / hot['speedup']):.1f}% ({hot['speedup']:.2f}x faster, "
-          f"ideal {hot['ideal_speedup']:.2f}x).")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    logging.basicConfig(level=logging.WARNING)
-    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Training, fine-tuning, evaluation and inference of video pose transformers, with or without HoT.
+
+From Python::
+
+    from hourglass_tokenizer.training import TrainConfig, train
+    history = train(model, train_set, test_set, TrainConfig(epochs=10, out_dir="runs/mixste"))
+
+From the command line: ``python -m hourglass_tokenizer train --help`` (or ``hot-train``).
+"""
+from .checkpoints import load_checkpoint, load_pretrained, save_checkpoint
+from .cli import build_from_spec, build_parser, main
+from .datasets import make_cmu_datasets, make_datasets, make_h36m_datasets
+from .evaluation import evaluate, evaluate_by_action, format_action_table
+from .inference import predict
+from .trainer import DistillationLoss, ExtraLoss, TrainConfig, compute_loss, train
+
+__all__ = ["TrainConfig", "train", "evaluate", "evaluate_by_action", "format_action_table", "compute_loss",
+           "DistillationLoss", "ExtraLoss", "save_checkpoint", "load_checkpoint", "load_pretrained", "predict",
+           "make_cmu_datasets", "make_h36m_datasets", "make_datasets", "build_parser", "build_from_spec", "main"]
