@@ -2,11 +2,12 @@
 no earlier result is replaced without being asked.
 
 * :func:`load_torch_file` reads checkpoints with ``torch.load(weights_only=True)``: tensors, numbers,
-  strings and containers, never code. ``trusted=True`` is an explicit opt-in for legacy files that
-  pickle other objects (it runs whatever the file contains).
+  strings, containers and numpy arrays/scalars (upstream training scripts store a numpy random
+  state or a numpy ``min_loss`` next to the weights), never code. ``trusted=True`` is an explicit
+  opt-in for legacy files that pickle other objects (it runs whatever the file contains).
 * :func:`load_npz` reads ``.npz`` archives whose entries are pickled objects (VideoPose3D's
-  Human3.6M files store dicts that way) with :class:`RestrictedUnpickler`, which admits only numpy
-  arrays, dtypes and scalars besides Python's plain types.
+  Human3.6M files store dicts that way) with :class:`RestrictedUnpickler`, which admits the same
+  numpy arrays, dtypes and scalars besides Python's plain types.
 * :func:`atomic_write` writes every output to a temporary file in the target's folder and renames it
   over the target only once complete; on failure the temporary file is removed and the previous file
   stays as it was.
@@ -16,10 +17,11 @@ no earlier result is replaced without being asked.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import pickle
-import tempfile
+import secrets
 import zipfile
 from typing import Any, Dict, Iterator, Optional, Union
 
@@ -45,6 +47,35 @@ class OutputPathError(ValueError):
 
 # -- reading ---------------------------------------------------------------------------------------
 
+#: The only globals a pickle may name besides plain Python types: what numpy needs to rebuild arrays,
+#: dtypes and scalars (``numpy.core`` is numpy 1's name of ``numpy._core``), and the bytes helper of
+#: protocol-2 pickles. None of them can call anything the file chooses.
+NUMPY_PICKLE_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+def _numpy_global(module: str, name: str) -> Any:
+    """``module.name``, under whichever of ``numpy._core`` (numpy 2) / ``numpy.core`` (numpy 1) exists."""
+    spellings = [module.replace("numpy.core", "numpy._core", 1), module.replace("numpy._core", "numpy.core", 1)]
+    for candidate in dict.fromkeys(spellings):
+        try:
+            return getattr(importlib.import_module(candidate), name)
+        except (ImportError, AttributeError):
+            continue
+    raise UnsafeFileError(f"the pickle refers to {module}.{name}, which this numpy does not have")
+
+
+def _torch_safe_globals() -> list:
+    """:data:`NUMPY_PICKLE_GLOBALS` in the form ``torch.serialization.safe_globals`` takes, plus the
+    dtype classes that torch's unpickler must be told it may restore (``numpy.dtypes.Float64DType``)."""
+    named = [(_numpy_global(module, name), f"{module}.{name}") for module, name in sorted(NUMPY_PICKLE_GLOBALS)
+             if module != "_codecs"]
+    return named + sorted({type(np.dtype(code)) for code in np.typecodes["All"]}, key=lambda t: t.__name__)
+
+
 def _require_regular_file(path: PathLike, what: str) -> str:
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -58,7 +89,8 @@ def _require_regular_file(path: PathLike, what: str) -> str:
 
 def load_torch_file(path: PathLike, map_location: Any = "cpu", *, trusted: bool = False,
                     what: str = "checkpoint") -> Any:
-    """``torch.load`` that cannot run code: only tensors, numbers, strings and containers load.
+    """``torch.load`` that cannot run code: only tensors, numbers, strings, containers and numpy
+    arrays/scalars load.
 
     Args:
         trusted: unpickle anything (``weights_only=False``). Only for files from a source you trust:
@@ -72,7 +104,10 @@ def load_torch_file(path: PathLike, map_location: Any = "cpu", *, trusted: bool 
 
     path = _require_regular_file(path, what)
     try:
-        return torch.load(path, map_location=map_location, weights_only=not trusted)
+        if trusted:
+            return torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(_torch_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         blocked = next((line.strip().rstrip(".") for line in str(exc).splitlines() if "GLOBAL" in line), None)
         if trusted or blocked is None:
@@ -95,17 +130,13 @@ class RestrictedUnpickler(pickle.Unpickler):
     """Unpickles plain data and numpy arrays only: dicts, lists, tuples, strings, numbers, bytes,
     ``numpy.ndarray``, ``numpy.dtype`` and numpy scalars. Anything else raises :class:`UnsafeFileError`."""
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"), ("_codecs", "encode"),
-    }
+    _ALLOWED = NUMPY_PICKLE_GLOBALS | {("collections", "OrderedDict")}
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
             raise UnsafeFileError(f"the pickle refers to {module}.{name}, which is not plain data")
-        if module.startswith("numpy.core"):  # pickles written by numpy 1 name the module numpy 2 renamed
-            module = module.replace("numpy.core", "numpy._core", 1) if hasattr(np, "_core") else module
+        if module.startswith("numpy"):  # numpy 1's pickles name the module that numpy 2 renamed
+            return _numpy_global(module, name)
         return super().find_class(module, name)
 
 
@@ -163,23 +194,44 @@ def atomic_write(path: PathLike) -> Iterator[str]:
 
     The temporary name ends with ``path``'s own extension, so writers that choose a format by
     extension (``savefig``) or append one (``np.savez``) behave as for ``path``. When the block (or the
-    rename) fails, the temporary file is removed and ``path`` keeps its previous content.
+    rename) fails, the temporary file is removed and ``path`` keeps its previous content. The data
+    reach the disk before the rename, so a crash right after it cannot leave an empty file; the new
+    file gets the permissions of the one it replaces (or the usual ones for a new file).
+
+    Raises:
+        OutputPathError: ``path`` is a directory (nothing is created).
     """
     path = os.fspath(path)
     if os.path.isdir(path):
         raise OutputPathError(f"{path!r} is a directory; give a file name")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    base = os.path.basename(path)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".tmp" + os.path.splitext(base)[1])
-    os.close(handle)
+    tmp = _create_beside(path)
     try:
         yield tmp
+        if os.path.exists(path):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        with open(tmp, "r+b") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def _create_beside(path: str) -> str:
+    """Create an empty, new file named ``.NAME.<random>.tmp.EXT`` in ``path``'s folder, with the
+    permissions a new file gets there (the umask applies, unlike ``mkstemp``'s private files)."""
+    folder, base = os.path.split(os.path.abspath(path))
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp{os.path.splitext(base)[1]}")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise OutputPathError(f"cannot create a temporary file beside {path!r}")
 
 
 def _writable_folder(folder: str) -> Optional[str]:

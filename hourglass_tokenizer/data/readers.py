@@ -1,6 +1,8 @@
 """Readers for VideoPose3D's Human3.6M files and the shared CMU motion-capture file.
 
-VideoPose3D layouts (``np.savez_compressed`` of pickled dicts, so they need ``allow_pickle``):
+VideoPose3D layouts (``np.savez_compressed`` of pickled dicts, read with
+:func:`hourglass_tokenizer.files.load_npz`'s restricted unpickler: plain data and numpy arrays only,
+so a crafted file cannot run code):
 
 * ``data_3d_h36m.npz``: key ``positions_3d``, a dict ``subject -> action -> (N, 32, 3)`` float32 world
   positions in metres (Human3.6M's 32 mocap joints); 17 are kept (:data:`H36M_32_TO_17`).
@@ -9,8 +11,6 @@ VideoPose3D layouts (``np.savez_compressed`` of pickled dicts, so they need ``al
   ``num_joints``, ``keypoints_symmetry`` ([left joints, right joints]) and, for detections,
   ``layout_name``. Detections may have a few more frames than the mocap; VideoPose3D trims them to
   the mocap length (:func:`align_2d_to_3d`).
-
-Only open files you trust: unpickling runs code.
 
 Upstream references for these layouts: facebookresearch/VideoPose3D ``data/prepare_data_h36m.py`` (writes
 ``positions_3d`` and the ground-truth ``positions_2d``/``metadata``), ``common/h36m_dataset.py`` (cameras,
@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..files import FileReadError, load_npz
 from .skeleton import H36M_32_TO_17, JOINT_NAMES, NUM_JOINTS, PARENTS
 
 PathLike = Union[str, os.PathLike]
@@ -63,29 +64,36 @@ def _require_file(path: PathLike, what: str, hint: str) -> None:
         raise DataFileNotFoundError(f"{what} not found: {os.fspath(path)!r}; {hint}")
 
 
-def _open_npz(path: PathLike, expected_keys: Sequence[str], *, allow_pickle: bool = False) -> dict:
-    """All arrays of an ``.npz`` as a dict, after checking that ``expected_keys`` are all present."""
+def _open_npz(path: PathLike, expected_keys: Sequence[str], *, pickled: bool = False) -> dict:
+    """All arrays of an ``.npz`` as a dict, after checking that ``expected_keys`` are all present.
+
+    ``pickled``: entries may be pickled objects, read with :func:`~hourglass_tokenizer.files.load_npz`'s
+    restricted unpickler (plain data and numpy arrays only); otherwise object arrays are refused.
+    """
+    where = os.fspath(path)
     if not zipfile.is_zipfile(path):
-        raise DataLayoutError(f"{os.fspath(path)}: not an .npz archive (expected numpy's zip of arrays with "
+        raise DataLayoutError(f"{where}: not an .npz archive (expected numpy's zip of arrays with "
                               f"keys {list(expected_keys)})")
     try:
-        with np.load(path, allow_pickle=allow_pickle) as data:
-            found = list(data.files)
-            missing = [k for k in expected_keys if k not in found]
-            if missing:
-                raise DataLayoutError(f"{os.fspath(path)}: expected keys {list(expected_keys)}, found {found} "
-                                      f"(missing {missing})")
-            return {k: data[k] for k in found}
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:  # not an npz at all, or a truncated one
-        raise DataLayoutError(f"{os.fspath(path)}: not a readable .npz archive ({exc})") from None
+        if pickled:
+            data = load_npz(path)
+        else:
+            with np.load(path, allow_pickle=False) as archive:
+                data = {k: archive[k] for k in archive.files}
+    except FileReadError as exc:  # unsafe, truncated or unreadable pickled entries; the message names the file
+        raise DataLayoutError(" ".join(str(exc).split())) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # not an npz at all, or a truncated one
+        raise DataLayoutError(f"{where}: not a readable .npz archive ({' '.join(str(exc).split())})") from None
+    missing = [k for k in expected_keys if k not in data]
+    if missing:
+        raise DataLayoutError(f"{where}: expected keys {list(expected_keys)}, found {list(data)} (missing {missing})")
+    return data
 
 
 def _load_pickled_dicts(path: PathLike, keys: Sequence[str], hint: str) -> List[dict]:
     """Keys ``keys`` of a VideoPose3D archive, each a dict that ``savez`` stored as a 0-d object array."""
     _require_file(path, "VideoPose3D file", hint)
-    arrays = _open_npz(path, keys, allow_pickle=True)
+    arrays = _open_npz(path, keys, pickled=True)
     values = []
     for key in keys:
         value = arrays[key]
@@ -96,6 +104,21 @@ def _load_pickled_dicts(path: PathLike, keys: Sequence[str], hint: str) -> List[
                                   f"found an array of shape {value.shape}")
         values.append(value)
     return values
+
+
+def _actions(actions: object, path: PathLike, subject: str) -> List[Tuple[str, object]]:
+    """The ``action -> data`` items of one subject in a VideoPose3D dict, checked to be a dict."""
+    if not isinstance(actions, dict):
+        raise DataLayoutError(f"{os.fspath(path)}: subject {subject!r} should map action names to data, found "
+                              f"{type(actions).__name__}")
+    return list(actions.items())
+
+
+def _float_array(value: object, where: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DataLayoutError(f"{where}: expected an array of numbers, found {type(value).__name__}") from None
 
 
 #: How to get VideoPose3D's Human3.6M files (quoted in error messages).
@@ -116,8 +139,8 @@ def load_h36m_3d(path: PathLike, subjects: Optional[Sequence[str]] = None) -> Di
         if subjects is not None and subject not in subjects:
             continue
         out[subject] = {}
-        for action, positions in actions.items():
-            positions = np.asarray(positions, dtype=np.float32)
+        for action, positions in _actions(actions, path, subject):
+            positions = _float_array(positions, f"{path}: {subject}/{action}")
             if positions.ndim != 3 or positions.shape[-1] != 3:
                 raise DataLayoutError(f"{path}: {subject}/{action}: expected (N, J, 3) positions, got {positions.shape}")
             if positions.shape[1] == 32:
@@ -138,10 +161,13 @@ def load_h36m_2d(path: PathLike) -> Tuple[Dict[str, Dict[str, List[np.ndarray]]]
     out: Dict[str, Dict[str, List[np.ndarray]]] = {}
     for subject, actions in positions.items():
         out[subject] = {}
-        for action, per_camera in actions.items():
+        for action, per_camera in _actions(actions, path, subject):
+            if not isinstance(per_camera, (list, tuple)):
+                raise DataLayoutError(f"{path}: {subject}/{action} should be a list of per-camera arrays, found "
+                                      f"{type(per_camera).__name__}")
             cams = []
             for kp in per_camera:
-                kp = np.asarray(kp, dtype=np.float32)
+                kp = _float_array(kp, f"{path}: {subject}/{action}")
                 if kp.ndim != 3 or kp.shape[-1] != 2:
                     raise DataLayoutError(f"{path}: {subject}/{action}: expected (N, J, 2) keypoints, got {kp.shape}")
                 cams.append(kp)
