@@ -47,7 +47,7 @@ def test_seq2seq_tiling_predicts_every_frame_once_last_window_at_the_end(n):
     pred = predict(model, _indexed_keypoints(n), batch_size=3)
     assert pred.shape == (n, 17, 3)
     np.testing.assert_array_equal(pred[:, 0, 0], np.arange(n))  # each frame got its own prediction
-    starts = model.window_starts[1:]  # the first call is the probe that tells seq2seq from seq2frame
+    starts = model.window_starts  # the first batch tells seq2seq from seq2frame and is kept: no extra call
     if n >= t:
         expected = list(range(0, n - t + 1, t))
         if expected[-1] + t < n:
@@ -65,8 +65,12 @@ def test_seq2frame_runs_one_centred_edge_padded_window_per_frame():
     model.window_starts.clear()
     pred = predict(model, _indexed_keypoints(n), batch_size=7)
     np.testing.assert_array_equal(pred[:, 0, 0], np.arange(n))
-    starts = model.window_starts[1:]
+    probe, starts = model.window_starts[:3], model.window_starts[3:]
+    assert probe == [0, 9, 11]  # one batch of seq2seq windows found out the model is seq2frame
     assert starts == [max(0, c - 4) for c in range(n)]  # frames before 0 replicate frame 0
+    model.window_starts.clear()
+    predict(model, _indexed_keypoints(n), batch_size=7, seq2frame=True)
+    assert model.window_starts == starts  # told: no probe
     sub = predict(model, _indexed_keypoints(n), frames=[0, 5, 19])
     np.testing.assert_array_equal(sub[:, 0, 0], [0, 5, 19])
 

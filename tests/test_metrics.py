@@ -1,11 +1,12 @@
-"""MPJPE, P-MPJPE, N-MPJPE and MPJVE against hand-computed values."""
+"""MPJPE, P-MPJPE, N-MPJPE, MPJVE, PCK and AUC against hand-computed values."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from hourglass_tokenizer.training.metrics import MM_PER_M, mpjpe, mpjve, n_mpjpe, p_mpjpe, pose_metrics, procrustes_align
+from hourglass_tokenizer.training.metrics import (MM_PER_M, PCK_THRESHOLDS_MM, auc, mpjpe, mpjve, n_mpjpe, p_mpjpe, pck,
+                                                  pose_metrics, procrustes_align)
 
 
 def _rotation(axis, angle):
@@ -94,3 +95,34 @@ def test_pose_metrics_reports_millimetres_for_metres():
     out = pose_metrics(pred, target)
     assert out["mpjpe"] == pytest.approx(10.0) and out["mpjve"] == pytest.approx(0.0)
     assert set(out) == {"mpjpe", "p_mpjpe", "n_mpjpe", "mpjve"}
+
+
+def _poses_with_errors_mm(errors_mm):
+    """One pose whose joint j is off by errors_mm[j] millimetres (in metres, along mixed axes)."""
+    target = np.zeros((1, len(errors_mm), 3))
+    directions = np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [0.6, 0.8, 0]])
+    pred = target + np.array([d * e / 1000 for d, e in zip(directions[np.arange(len(errors_mm)) % 4], errors_mm)])
+    return pred, target
+
+
+def test_pck_and_auc_hand_computed():
+    errors = [0.0, 4.9, 5.0, 100.0, 149.9, 150.0, 200.0]
+    pred, target = _poses_with_errors_mm(errors)
+    # below 150 mm, strictly: 0, 4.9, 5, 100 and 149.9 -> 5 of 7
+    assert pck(pred, target) == pytest.approx(100 * 5 / 7)
+    assert pck(pred, target, threshold=5.0) == pytest.approx(100 * 2 / 7)  # 5.0 is not below 5
+    # PCK curve over 0, 5, ..., 150 (31 thresholds), joints below each:
+    # t=0: 0; t=5: 2; t=10..100 (19 values): 3; t=105..145 (9 values): 4; t=150: 5 -> 100 joint-thresholds
+    assert len(PCK_THRESHOLDS_MM) == 31 and PCK_THRESHOLDS_MM[0] == 0 and PCK_THRESHOLDS_MM[-1] == 150
+    assert auc(pred, target) == pytest.approx(100 * 100 / (31 * 7))
+    # joints= keeps only some joints: 100 (below 150) and 200 (not)
+    assert pck(pred, target, joints=[3, 6]) == pytest.approx(50.0)
+    assert auc(pred, target, joints=[0]) == pytest.approx(100 * 30 / 31)  # 0 is below every threshold but 0
+
+
+def test_pck_units_and_tensors():
+    pred, target = _poses_with_errors_mm([100.0, 200.0])
+    assert pck(pred * 1000, target * 1000, scale=1.0) == pytest.approx(50.0)  # millimetre inputs
+    assert pck(torch.from_numpy(pred), torch.from_numpy(target)) == pytest.approx(50.0)
+    with pytest.raises(ValueError):
+        pck(pred, target[:, :1])

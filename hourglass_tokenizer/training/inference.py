@@ -23,10 +23,12 @@ import torch
 from torch import nn
 
 from ..data.skeleton import flip_pose
-from ..data.windows import centred_start, edge_padded_window
 from ..core.modes import evaluation_mode
+from ..data.windows import centred_start
+from ..display import progress_bar
 
-__all__ = ["predict", "is_seq2frame", "detect_seq2frame", "select_prediction", "model_num_frames"]
+__all__ = ["predict", "is_seq2frame", "detect_seq2frame", "select_prediction", "model_num_frames",
+           "model_input_channels"]
 
 
 def model_num_frames(model: nn.Module, num_frames: Optional[int] = None) -> int:
@@ -98,37 +100,78 @@ def _seq2seq_starts(n: int, t: int) -> list:
     return starts
 
 
+def model_input_channels(model: nn.Module, default: int = 2) -> int:
+    """Channels per input joint the model takes: its ``in_chans`` (the zoo models: 2 for ``x, y``, 3 for
+    ``x, y, confidence`` as MotionBERT and MotionAGFormer take), else ``default``."""
+    for name in ("in_chans", "dim_in", "in_channels"):
+        value = getattr(model, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
+
+
+class _Windows:
+    """Edge-padded windows of ``keypoints`` starting at ``starts``, cut batch by batch (a seq2frame model
+    has one window per frame: cutting them all at once would hold ``T`` copies of the sequence)."""
+
+    def __init__(self, keypoints: np.ndarray, starts: Sequence[int], t: int, device: torch.device,
+                 dtype: torch.dtype):
+        self.keypoints, self.starts, self.t = keypoints, np.asarray(starts, np.int64), t
+        self.device, self.dtype = device, dtype
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, lo: int, hi: int) -> torch.Tensor:
+        idx = np.clip(self.starts[lo:hi, None] + np.arange(self.t), 0, len(self.keypoints) - 1)
+        return torch.from_numpy(self.keypoints[idx]).to(device=self.device, dtype=self.dtype)
+
+
+def _finish(model: nn.Module, x: torch.Tensor, output: torch.Tensor, t: int, flip: bool) -> np.ndarray:
+    """The prediction frames of ``output`` (``model(x)``), averaged with the mirrored input's when ``flip``."""
+    y = select_prediction(model, output, t)
+    if flip:
+        y = (y + flip_pose(select_prediction(model, model(flip_pose(x)), t))) / 2
+    return y.float().cpu().numpy()
+
+
 @torch.no_grad()
-def _run(model: nn.Module, windows: np.ndarray, batch_size: int, device: torch.device, dtype: torch.dtype,
-         t: int, flip: bool) -> np.ndarray:
-    outs = []
-    for i in range(0, len(windows), batch_size):
-        x = torch.from_numpy(windows[i:i + batch_size]).to(device=device, dtype=dtype)
-        y = select_prediction(model, model(x), t)
-        if flip:
-            y_flip = select_prediction(model, model(flip_pose(x)), t)
-            y = (y + flip_pose(y_flip)) / 2
-        outs.append(y.float().cpu().numpy())
+def _run(model: nn.Module, windows: _Windows, batch_size: int, t: int, flip: bool, progress: Optional[bool],
+         done: Optional[np.ndarray] = None) -> np.ndarray:
+    """Predictions of every window, batch by batch; ``done`` holds those of the first windows when a
+    probe already computed them."""
+    outs = [] if done is None else [done]
+    with progress_bar(len(windows), "predict", show=progress, unit="window") as bar:
+        bar.update(0 if done is None else len(done))
+        for lo in range(0 if done is None else len(done), len(windows), batch_size):
+            x = windows.batch(lo, lo + batch_size)
+            outs.append(_finish(model, x, model(x), t, flip))
+            bar.update(len(x))
     return np.concatenate(outs, axis=0)
 
 
 def predict(model: nn.Module, keypoints_2d: Union[np.ndarray, torch.Tensor], *, flip: bool = False,
             batch_size: int = 64, num_frames: Optional[int] = None,
-            frames: Optional[Sequence[int]] = None, seq2frame: Optional[bool] = None) -> np.ndarray:
-    """Predict 3D poses ``(N, J, 3)`` for a 2D keypoint sequence ``(N, J, 2)`` of any length ``N``.
+            frames: Optional[Sequence[int]] = None, seq2frame: Optional[bool] = None,
+            progress: Optional[bool] = False) -> np.ndarray:
+    """Predict 3D poses ``(N, J, 3)`` for a 2D keypoint sequence ``(N, J, C)`` of any length ``N``.
 
     Args:
-        model: a video pose transformer taking ``(b, T, J, 2)`` (HoT-wrapped or not). It is run in
+        model: a video pose transformer taking ``(b, T, J, C)`` (HoT-wrapped or not). It is run in
             eval mode under ``no_grad``; its training flag is restored afterwards.
-        keypoints_2d: ``(N, J, C)`` array or tensor.
+        keypoints_2d: ``(N, J, C)`` array or tensor (``C`` as the model takes, see
+            :func:`model_input_channels`).
         flip: flip test-time augmentation: also predict the mirrored input and average it with the
             prediction, mirrored back (left/right joints swapped back, x negated).
         batch_size: windows per forward pass.
         num_frames: window length ``T``; defaults to ``model.num_frames`` (see :func:`model_num_frames`).
         frames: only predict these frame indices (returns ``(len(frames), J, 3)``). For seq2frame
             models this runs only their windows, which makes evaluating on a subset of frames cheap.
-        seq2frame: whether the model is seq2frame; ``None`` detects it (:func:`detect_seq2frame`,
-            one extra forward pass). Pass it when predicting many sequences with one model.
+        seq2frame: whether the model is seq2frame; ``None`` tells from the output of the first batch of
+            seq2seq windows (for a seq2seq model that batch is part of the prediction, so nothing runs
+            twice; a seq2frame model pays one extra batch).
+        progress: a progress bar over the windows on stderr: ``True``, ``False`` (default) or ``None``
+            (only when stderr is a terminal).
 
     Returns:
         float32 numpy array ``(N, J, out)`` (or ``(len(frames), J, out)``), in the model's output units.
@@ -138,23 +181,29 @@ def predict(model: nn.Module, keypoints_2d: Union[np.ndarray, torch.Tensor], *, 
     kp = kp.astype(np.float32, copy=False)
     if kp.ndim != 3 or len(kp) == 0:
         raise ValueError(f"expected keypoints of shape (N, J, C) with N >= 1, got {kp.shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(kp)
     wanted = np.arange(n) if frames is None else np.asarray(frames, dtype=np.int64)
     if wanted.size and (wanted.min() < 0 or wanted.max() >= n):
         raise IndexError(f"frames must lie in 0..{n - 1}")
     device, dtype = _device_dtype(model)
+    starts = _seq2seq_starts(n, t)
+    windows = _Windows(kp, starts, t, device, dtype)
 
-    with evaluation_mode(model):
+    with evaluation_mode(model), torch.no_grad():
+        done = None
         if seq2frame is None:
-            seq2frame = detect_seq2frame(model, t, kp.shape[1], kp.shape[2])
+            x = windows.batch(0, batch_size)
+            output = model(x)
+            seq2frame = is_seq2frame(model, output)
+            done = None if seq2frame else _finish(model, x, output, t, flip)
         if seq2frame:
             if not wanted.size:
                 return np.zeros((0, kp.shape[1], 3), np.float32)
-            windows = np.stack([edge_padded_window(kp, centred_start(int(c), t), t) for c in wanted])
-            return _run(model, windows, batch_size, device, dtype, t, flip)[:, 0]
-        starts = _seq2seq_starts(n, t)
-        windows = np.stack([edge_padded_window(kp, s, t) for s in starts])
-        out = _run(model, windows, batch_size, device, dtype, t, flip)
+            centred = _Windows(kp, [centred_start(int(c), t) for c in wanted], t, device, dtype)
+            return _run(model, centred, batch_size, t, flip, progress)[:, 0]
+        out = _run(model, windows, batch_size, t, flip, progress, done)
         pred = np.empty((n,) + out.shape[2:], np.float32)
         covered = 0  # frames [0, covered) already have a prediction
         for s, window_out in zip(starts, out):

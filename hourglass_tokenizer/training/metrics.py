@@ -1,4 +1,5 @@
-"""3D pose errors: MPJPE (protocol 1), P-MPJPE (protocol 2), N-MPJPE and MPJVE.
+"""3D pose errors: MPJPE (protocol 1), P-MPJPE (protocol 2), N-MPJPE and MPJVE, and the 3D PCK and
+AUC of MPI-INF-3DHP.
 
 Units: every function returns the mean error in the units of its inputs multiplied by ``scale``.
 The shared data and the training code use metres, so pass ``scale=MM_PER_M`` (1000) to report
@@ -11,12 +12,14 @@ axes. Torch inputs give a 0-d tensor (differentiable for MPJPE, N-MPJPE and MPJV
 """
 from __future__ import annotations
 
-from typing import Dict, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 MM_PER_M = 1000.0
+#: The thresholds of MPI-INF-3DHP's PCK curve, whose mean is the AUC: 0 to 150 mm in steps of 5 (31 values).
+PCK_THRESHOLDS_MM: tuple = tuple(float(t) for t in range(0, 151, 5))
 ArrayLike = Union[torch.Tensor, np.ndarray]
 
 
@@ -107,3 +110,28 @@ def pose_metrics(pred: ArrayLike, target: ArrayLike, *, scale: float = MM_PER_M,
     if velocity and p.ndim >= 3 and p.shape[-3] >= 2:
         out["mpjve"] = float(mpjve(p, t, scale=scale))
     return out
+
+
+def _joint_errors(pred: ArrayLike, target: ArrayLike, scale: float, joints: Optional[Sequence[int]]) -> torch.Tensor:
+    p, t, _ = _as_tensors(pred, target)
+    errors = torch.linalg.vector_norm(p.detach().double() - t.detach().double(), dim=-1) * scale
+    return errors if joints is None else errors[..., list(joints)]
+
+
+def pck(pred: ArrayLike, target: ArrayLike, *, threshold: float = 150.0, scale: float = MM_PER_M,
+        joints: Optional[Sequence[int]] = None) -> float:
+    """Percentage of correct keypoints: the share (in %) of joints whose error, times ``scale``, is below
+    ``threshold`` (strictly, as MPI-INF-3DHP's evaluation counts). The default threshold is 150 mm for
+    inputs in metres; ``joints`` restricts the joints counted (axis -2 indices).
+
+    As in the MPI-INF-3DHP protocol, pass root-relative poses: no alignment is done here.
+    """
+    return float((_joint_errors(pred, target, scale, joints) < threshold).double().mean() * 100)
+
+
+def auc(pred: ArrayLike, target: ArrayLike, *, thresholds: Sequence[float] = PCK_THRESHOLDS_MM,
+        scale: float = MM_PER_M, joints: Optional[Sequence[int]] = None) -> float:
+    """Area under the PCK curve, in %: the mean of :func:`pck` over ``thresholds`` (MPI-INF-3DHP's 0, 5,
+    ..., 150 mm by default)."""
+    errors = _joint_errors(pred, target, scale, joints)
+    return float(np.mean([(errors < t).double().mean().item() for t in thresholds]) * 100)
