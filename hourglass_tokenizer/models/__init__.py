@@ -71,4 +71,7 @@ def build_model(name: str, config: str = "paper", **overrides: Any) -> nn.Module
     if key not in _MODELS:
         valid = ", ".join(f"{n} ({', '.join(c)})" for n, c in available_models().items())
         raise ValueError(f"unknown model {name!r}; valid models (configs): {valid}")
-    return _MODELS[key].from_config(config, **overrides)  # type: ignore[attr-defined]
+    model = _MODELS[key].from_config(config, **overrides)  # type: ignore[attr-defined]
+    # How to build it again: save_checkpoint records this, so load_model can rebuild the model.
+    model._hot_build_spec = {"name": key, "config": config, "kwargs": dict(overrides)}
+    return model
