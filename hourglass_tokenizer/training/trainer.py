@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from ..display import progress_bar
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import load_checkpoint, load_weights, save_checkpoint
 from .evaluation import evaluate
 from .inference import model_num_frames, select_prediction
 from .metrics import MM_PER_M, mpjpe, mpjve
@@ -215,8 +215,11 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
                 print(f"nothing to resume from ({resume or 'no out_dir'}); starting from epoch 1", file=sys.stderr)
             resume = None
     if resume:
-        ckpt = load_checkpoint(resume, map_location=device)
-        model.load_state_dict(ckpt["model"])
+        ckpt = load_checkpoint(resume, map_location=device)  # tensors and plain data only: no code runs
+        if not isinstance(ckpt, dict) or "epoch" not in ckpt:
+            raise ValueError(f"{resume!r} is not a checkpoint written by train (it records no epoch); start from "
+                             "its weights with --init-from (load_pretrained) instead")
+        load_weights(model, ckpt, source=f"checkpoint {resume!r}")  # refuses other HoT settings, strictly
         if ckpt.get("optimizer"):
             optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scheduler"):
