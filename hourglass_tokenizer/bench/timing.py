@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..display import pyplot
+from ..files import atomic_write
 from .flops import count_flops, count_params, format_count
 
 __all__ = ["CSV_FIELDS", "benchmark", "time_interleaved", "machine_info", "hot_setting", "header_lines", "format_table",
@@ -315,12 +316,13 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_csv(rows: Sequence[Mapping[str, Any]], path: str, fields: Sequence[str] = CSV_FIELDS) -> None:
-    """Write rows to ``path`` (machine, torch version and threads are columns of every row)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    """Write rows to ``path`` (machine, torch version and threads are columns of every row).
+
+    Written to a temporary file and renamed: a failed write leaves an earlier ``path`` as it was.
+    """
     extra = [k for r in rows for k in r if k not in fields]
     fieldnames = list(fields) + list(dict.fromkeys(extra))
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fieldnames)
         writer.writeheader()
         for r in rows:
@@ -332,7 +334,8 @@ def _csv_value(value: Any) -> Any:
 
 
 def plot_rows(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -> None:
-    """Bar charts of MACs and latency (median, interquartile whiskers) for benchmark rows, as a PNG."""
+    """Bar charts of MACs and latency (median, interquartile whiskers) for benchmark rows, as a PNG
+    (written to a temporary file and renamed, like :func:`write_csv`)."""
     plt = pyplot()
     if plt is None:
         return
@@ -359,7 +362,8 @@ def plot_rows(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -> 
     fig.suptitle(title or f"{r0.get('machine')} | torch {r0.get('torch')} | {r0.get('threads')} threads",
                  fontsize=9)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=os.path.splitext(path)[1][1:] or "png")
+    finally:
+        plt.close(fig)
