@@ -80,7 +80,9 @@ def test_loss_falls_checkpoints_resume_and_load_into_a_fresh_wrapped_model(datas
         assert (tmp_path / "a" / name).exists()
     ckpt = load_checkpoint(str(tmp_path / "a" / "last.pt"))
     assert ckpt["epoch"] == 1 and ckpt["optimizer"] is not None and ckpt["config"]["lr"] == 2e-3
-    assert ckpt["hot"] == {"prune_block": 1, "tokens": 9, "recover": "tra", "selector": "dpc_knn"}
+    assert {k: ckpt["hot"][k] for k in ("prune_block", "tokens", "recover", "selector", "k", "seed")} == {
+        "prune_block": 1, "tokens": 9, "recover": "tra", "selector": "dpc_knn", "k": 2, "seed": 0}
+    assert ckpt["model_spec"] == {"name": "mixste", "config": "small", "kwargs": {"depth": 3, "drop_path_rate": 0.0}}
     assert {"pos_embed_token", "x_token"} <= set(ckpt["model"])
 
     # Resume for one more epoch == an uninterrupted 3-epoch run.
