@@ -271,3 +271,61 @@ def test_bench_shows_progress_over_every_forward(monkeypatch, capsys) -> None:
     assert bench.main(["--model", "poseformer", "--config", "small", "--repeats", "3", "--warmup", "1",
                        "--threads", "1", "--prune-block", "1", "--tokens", "9"], prog="hot-bench") == 0
     assert [(b.total, b.n) for b in bars] == [(8, 8)]
+
+
+def _no_timing(*args, **kwargs):
+    raise AssertionError("an output-path mistake must be reported before any timing")
+
+
+@pytest.mark.parametrize("option, make, extra, message", [
+    ("--csv", "file", [], "already exists; choose another name or pass --overwrite"),
+    ("--plot", "file", [], "already exists; choose another name or pass --overwrite"),
+    ("--csv", "dir", [], "is a directory; give a file name"),
+    ("--csv", "under_file", [], "is a file, not a folder"),
+    ("--csv", "under_file", ["--overwrite"], "is a file, not a folder"),
+])
+def test_output_paths_are_checked_before_any_timing(tmp_path, monkeypatch, capsys, option, make, extra,
+                                                    message) -> None:
+    if option == "--plot":
+        pytest.importorskip("matplotlib")
+    monkeypatch.setattr(bench_cli, "benchmark", _no_timing)
+    target = tmp_path / ("out.csv" if option == "--csv" else "out.png")
+    if make == "file":
+        target.write_text("an earlier result")
+    elif make == "dir":
+        target.mkdir()
+    else:
+        (tmp_path / "plain").write_text("a file")
+        target = tmp_path / "plain" / "out.csv"
+    assert bench.main(SMALL + [option, str(target)] + extra, prog="hot-bench") == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hot-bench: error: {option} ") and message in lines[0]
+    if make == "file":
+        assert target.read_text() == "an earlier result"
+
+
+def test_overwrite_replaces_the_csv_atomically(tmp_path, monkeypatch, capsys) -> None:
+    target = tmp_path / "out.csv"
+    target.write_text("an earlier result")
+    assert bench.main(SMALL + ["--csv", str(target), "--overwrite"], prog="hot-bench") == 0
+    assert len(_read_csv(target)) == 2 and "wrote " + str(target) in capsys.readouterr().out
+
+    def broken_writer(rows, path):  # writes half a file, then fails like a full disk
+        with open(path, "w") as fh:
+            fh.write("variant,mac")
+        raise OSError(28, "No space left on device")
+
+    before = target.read_bytes()
+    monkeypatch.setattr(bench_cli, "write_csv", broken_writer)
+    with pytest.raises(OSError, match="No space left"):
+        bench.main(SMALL + ["--csv", str(target), "--overwrite"], prog="hot-bench")
+    assert target.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["out.csv"]
+
+
+def test_a_batch_too_large_for_memory_is_one_line(capsys) -> None:
+    # 10^12 clips of 27 x 17 x 2 floats exceed any address space: the allocation fails at once.
+    assert bench.main(SMALL + ["--batch", str(10 ** 12)], prog="hot-bench") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("hot-bench: error: --batch 1000000000000: not enough memory") and "smaller" in lines[0]

@@ -240,3 +240,173 @@ def test_data_bvh_command_errors(tmp_path, capsys):
 def test_built_in_maps_name_every_joint():
     for joint_map in BUILTIN_JOINT_MAPS.values():
         assert list(joint_map) == list(JOINT_NAMES)
+
+
+# ----- Bandai-Namco Research Motion layout: 6 channels (position and rotation) on every joint ---------
+
+def _bandai_six_channels(frames=12, frame_time=1 / 30, zero_offsets=False, bad=None):
+    """A BVH in the Bandai-Namco Research Motion layout: every joint (joint_Root > Hips > ...) has
+    ``Xposition Yposition Zposition Zrotation Yrotation Xrotation``; centimetres, 30 fps. Each frame's
+    position channels equal the joint's offset (the root walks along x), rotations vary. With
+    ``zero_offsets`` every OFFSET is 0 and only the position channels carry the bones."""
+    children = {}
+    for name, parent, _ in BANDAI:
+        children.setdefault(parent, []).append(name)
+    offsets = {name: offset for name, _, offset in BANDAI}
+    lines = ["HIERARCHY"]
+
+    def emit(name, depth):
+        pad = "\t" * depth
+        lines.append(f"{pad}{'ROOT' if depth == 0 else 'JOINT'} {name}")
+        lines.append(pad + "{")
+        lines.append(pad + "\tOFFSET " + " ".join(f"{0 if zero_offsets else v:.6f}" for v in offsets[name]))
+        lines.append(pad + "\tCHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation")
+        for child in children.get(name, []):
+            emit(child, depth + 1)
+        if name not in children:
+            lines.extend([pad + "\tEnd Site", pad + "\t{", pad + "\t\tOFFSET 0.000000 5.000000 0.000000", pad + "\t}"])
+        lines.append(pad + "}")
+
+    emit("joint_Root", 0)
+    rng = np.random.default_rng(0)
+    motion = []
+    for f in range(frames):
+        row = []
+        for name, _, offset in BANDAI:
+            position = [2.0 * f, 0.0, 0.0] if name == "joint_Root" else list(offset)
+            row += position + list(rng.normal(scale=8.0, size=3))
+        motion.append(row)
+    motion = np.array(motion)
+    if bad is not None:
+        motion[bad[0], bad[1]] = bad[2]
+    lines += ["MOTION", f"Frames: {frames}", f"Frame Time: {frame_time!r}"]
+    lines += [" ".join(f"{v:.6f}" for v in row) for row in motion]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("zero_offsets", [False, True])
+def test_bandai_six_channel_layout_converts_with_no_flags_as_with_scale_cm(tmp_path, capsys, zero_offsets):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bandai.bvh").write_text(_bandai_six_channels(zero_offsets=zero_offsets))
+    bvh = read_bvh(tmp_path / "in" / "bandai.bvh")
+    assert all(len(c) == 6 for c in bvh.channels if c) and bvh.names[:2] == ["joint_Root", "Hips"]
+    # At the file's own 30 fps (no resampling), so every output frame is a frame of the file.
+    assert cli_main(["data", "bvh", str(tmp_path / "in"), "-o", str(tmp_path / "auto.npz"), "--fps", "30"]) == 0
+    assert "12 frames at 30 fps, 0.01 m/unit" in capsys.readouterr().err
+    assert cli_main(["data", "bvh", str(tmp_path / "in"), "-o", str(tmp_path / "cm.npz"), "--fps", "30",
+                     "--scale", "cm"]) == 0
+    auto, cm = load_cmu(tmp_path / "auto.npz"), load_cmu(tmp_path / "cm.npz")
+    np.testing.assert_array_equal(auto.positions, cm.positions)
+    # The bones are the offsets in metres: thigh 43 cm, shin 42 cm, whatever the rotations.
+    thigh = np.linalg.norm(auto.positions[:, 1] - auto.positions[:, 2], axis=-1)
+    np.testing.assert_allclose(thigh, 0.43, atol=1e-5)
+    # The rest pose comes from the offsets alone (position channels left out), so it has legs.
+    if not zero_offsets:
+        rest = to_h36m17(rest_pose(bvh)[None], resolve_joint_map(bvh.names))[0]
+        np.testing.assert_allclose(rest[0], [0, 90, 0])
+
+
+def _one_line_error(capsys):
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("python -m hourglass_tokenizer data bvh: error: "), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("value, column, message", [
+    (np.nan, 6 * 15 + 1, "motion value nan (not finite) at frame 5, joint 'LowerLeg_L', channel Yposition"),
+    (np.inf, 6 * 7 + 4, "motion value inf (not finite) at frame 5, joint 'UpperArm_L', channel Yrotation"),
+])
+def test_non_finite_motion_is_rejected_naming_file_frame_and_joint(tmp_path, capsys, value, column, message):
+    path = tmp_path / "bad.bvh"
+    path.write_text(_bandai_six_channels(bad=(5, column, value)))
+    assert cli_main(["data", "bvh", str(path), "-o", str(tmp_path / "o.npz")]) == 2
+    line = _one_line_error(capsys)
+    assert str(path) in line and message in line
+    assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--scale", "0"], "argument --scale: expected a positive finite number of metres per unit, got 0"),
+    (["--scale", "-1"], "argument --scale: expected a positive finite number of metres per unit, got -1"),
+    (["--scale", "nan"], "got nan (not a number)"),
+    (["--scale", "furlong"], "'auto' or one of ['cm', 'cmu', 'inch', 'm', 'mm'], got 'furlong'"),
+    (["--fps", "nan"], "argument --fps: expected a number, got 'nan' (not a number)"),
+    (["--fps", "0"], "argument --fps: must be finite and greater than 0, got 0"),
+    (["--fps", "1e-9"], "would become 1 frame(s) at 1e-09 fps; check the file's 'Frame Time' and --fps"),
+    (["--fps", "0.5"], "would become 1 frame(s) at 0.5 fps"),
+    (["--split", "every:0"], "--split: split specification 'every:0' not understood"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_scale_and_frame_rates_are_one_line(tmp_path, capsys, argv, message):
+    (tmp_path / "a.bvh").write_text(_bandai_six_channels())
+    assert cli_main(["data", "bvh", str(tmp_path / "a.bvh"), "-o", str(tmp_path / "o.npz")] + argv) == 2
+    assert message in _one_line_error(capsys)
+    assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize("frame_time", ["1e-300", "1e+300", "nan", "0"])
+def test_implausible_frame_times_are_rejected(tmp_path, capsys, frame_time):
+    path = tmp_path / "a.bvh"
+    path.write_text(_bandai_six_channels().replace(f"Frame Time: {1 / 30!r}", f"Frame Time: {frame_time}"))
+    assert cli_main(["data", "bvh", str(path), "-o", str(tmp_path / "o.npz")]) == 2
+    line = _one_line_error(capsys)
+    assert str(path) in line and ("Frame Time" in line or "positive frame time" in line)
+
+
+def test_output_name_overwrite_policy_and_directories(tmp_path, capsys):
+    (tmp_path / "a.bvh").write_text(_bandai_six_channels())
+    src = str(tmp_path / "a.bvh")
+    # "-o out" writes out.npz and says so.
+    assert cli_main(["data", "bvh", src, "-o", str(tmp_path / "out")]) == 0
+    assert f"wrote {tmp_path / 'out.npz'}:" in capsys.readouterr().out
+    assert os.listdir(tmp_path) and sorted(os.listdir(tmp_path)) == ["a.bvh", "out.npz"]
+    # An existing file is kept unless --overwrite.
+    before = (tmp_path / "out.npz").read_bytes()
+    assert cli_main(["data", "bvh", src, "-o", str(tmp_path / "out.npz"), "--fps", "30"]) == 2
+    assert "already exists; choose another name or pass --overwrite" in _one_line_error(capsys)
+    assert (tmp_path / "out.npz").read_bytes() == before
+    assert cli_main(["data", "bvh", src, "-o", str(tmp_path / "out.npz"), "--fps", "30", "--overwrite"]) == 0
+    assert load_cmu(tmp_path / "out.npz").fps == 30.0
+    capsys.readouterr()
+    # A directory is an error, not "dir.npz"; so is a folder that is a file.
+    (tmp_path / "folder").mkdir()
+    assert cli_main(["data", "bvh", src, "-o", str(tmp_path / "folder")]) == 2
+    assert "is a directory; give the output file's name" in _one_line_error(capsys)
+    assert cli_main(["data", "bvh", src, "-o", str(tmp_path / "a.bvh" / "x.npz")]) == 2
+    assert "is a file, not a folder" in _one_line_error(capsys)
+    assert sorted(os.listdir(tmp_path)) == ["a.bvh", "folder", "out.npz"]
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "a.bvh").write_text(_bandai_six_channels())
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert cli_main(["data", "bvh", str(tmp_path / "a.bvh"), "-o", str(locked / "o.npz")]) == 2
+        assert "is not writable" in _one_line_error(capsys)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch, capsys):
+    from hourglass_tokenizer.data import bvh as bvh_module
+
+    (tmp_path / "a.bvh").write_text(_bandai_six_channels())
+    target = tmp_path / "motion.npz"
+    assert cli_main(["data", "bvh", str(tmp_path / "a.bvh"), "-o", str(target)]) == 0
+    before = target.read_bytes()
+
+    def full_disk(path, **arrays):
+        with open(path, "wb") as fh:
+            fh.write(before[:100])  # a fragment, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bvh_module.np, "savez_compressed", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        cli_main(["data", "bvh", str(tmp_path / "a.bvh"), "-o", str(target), "--overwrite"])
+    assert target.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["a.bvh", "motion.npz"]

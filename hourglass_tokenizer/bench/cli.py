@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import os
+import re
 import sys
 from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
+from ..cli_support import (OneLineParser, UsageError, check_device, command_name, frames_argument, int_at_least,
+                           one_line, run_command)
 from ..display import progress_bar
+from ..files import atomic_write, check_output_file
 from .timing import benchmark, format_table, header_lines, hot_setting, plot_rows, write_csv
 
 __all__ = ["main", "demo", "UsageError"]
@@ -20,27 +23,6 @@ __all__ = ["main", "demo", "UsageError"]
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
-class UsageError(Exception):
-    """A command-line mistake: reported as one line ``PROG: error: ...`` with exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would print the usage and exit itself
-        raise UsageError(message)
-
-
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-    return parse
-
-
 def _config_choices() -> Dict[str, List[str]]:
     from ..models import available_models
 
@@ -49,49 +31,44 @@ def _config_choices() -> Dict[str, List[str]]:
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     configs = _config_choices()
-    p = _Parser(prog=prog, description=description)
+    p = OneLineParser(prog=prog, description=description)
     p.add_argument("--model", default="mixste", choices=tuple(configs), help="zoo model (default: mixste)")
     p.add_argument("--config", default="paper", metavar="{" + ",".join(dict.fromkeys(c for cs in configs.values() for c in cs)) + "}",
                    help="zoo configuration (default: paper, the model's paper configuration); per model: "
                    + "; ".join(f"{m}: {', '.join(cs)}" for m, cs in configs.items()))
-    p.add_argument("--frames", type=_int_at_least(1), default=None, help="override the clip length T")
-    p.add_argument("--prune-block", type=_int_at_least(1), default=None,
+    p.add_argument("--frames", type=int_at_least(1), default=None, help="override the clip length T")
+    p.add_argument("--prune-block", type=int_at_least(1), default=None,
                    help="blocks before pruning (default: the paper's setting for this model)")
-    p.add_argument("--tokens", type=_int_at_least(1), default=None,
+    p.add_argument("--tokens", type=int_at_least(1), default=None,
                    help="representative frames kept (default: the paper's setting)")
     p.add_argument("--no-recover", action="store_true", help="TPC only: no token recovering attention")
-    p.add_argument("--batch", type=_int_at_least(1), default=1, help="clips per forward (default: 1)")
-    p.add_argument("--threads", type=_int_at_least(1), default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--batch", type=int_at_least(1), default=1, help="clips per forward (default: 1)")
+    p.add_argument("--threads", type=int_at_least(1), default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu",
                    help="cpu or cuda[:i] (default: cpu); on CUDA the forwards are timed with CUDA events")
-    p.add_argument("--repeats", type=_int_at_least(1), default=10, help="timed forwards per model (default: 10)")
-    p.add_argument("--warmup", type=_int_at_least(0), default=2,
+    p.add_argument("--repeats", type=int_at_least(1), default=10, help="timed forwards per model (default: 10)")
+    p.add_argument("--warmup", type=int_at_least(0), default=2,
                    help="untimed forwards per model first (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and input (default: 0)")
     p.add_argument("--csv", metavar="PATH", default=None, help="also write the table as CSV")
     p.add_argument("--plot", metavar="PATH", default=None, help="also write a PNG chart (needs matplotlib)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --csv / --plot files")
     return p
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    """Mistakes argparse cannot see on its own, reported before anything is built."""
+    """Mistakes argparse cannot see on its own, reported before anything is built or timed."""
     configs = _config_choices()[args.model]
     if args.config not in configs:
         raise UsageError(f"--config {args.config!r} is not a configuration of {args.model}; "
                          f"choose from {', '.join(configs)}")
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise UsageError(f"--device {args.device!r}: expected cpu or cuda[:index]") from None
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {args.device!r}: expected cpu or cuda[:index]")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = ("this torch is a CPU-only build" if torch.version.cuda is None
-                   else "torch finds no CUDA device")
-            raise UsageError(f"--device {args.device}: no CUDA GPU is available ({why}, torch {torch.__version__})")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {args.device}: only {torch.cuda.device_count()} CUDA device(s)")
+    check_device(args.device)
+    for option, path in (("--csv", args.csv), ("--plot", args.plot)):
+        if path:
+            try:
+                check_output_file(path, overwrite=args.overwrite)
+            except ValueError as err:
+                raise UsageError(f"{option} {err}") from None
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -101,20 +78,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _command_name(command: str) -> str:
     """How the user started this command, for usage and error lines."""
-    script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    package = os.path.basename(os.path.dirname(script))
-    if package == "hourglass_tokenizer" and os.path.basename(script) == "__main__.py":
-        return f"python -m hourglass_tokenizer {command}"
-    if package == "hourglass_tokenizer" and os.path.basename(script) == "bench.py":
-        return "python -m hourglass_tokenizer.bench"
-    if command == "bench":
-        return "hot-bench"
-    return f"python -m hourglass_tokenizer {command}"
-
-
-# Constructor argument that sets the clip length T, per zoo model.
-_FRAMES_ARGUMENT = {"mixste": "num_frames", "motionbert": "maxlen", "poseformer": "num_frames",
-                    "motionagformer": "n_frames"}
+    return command_name(command, "hot-bench" if command == "bench" else None)
 
 
 def _build_pair(args: argparse.Namespace, overrides: Mapping[str, Any]):
@@ -123,7 +87,7 @@ def _build_pair(args: argparse.Namespace, overrides: Mapping[str, Any]):
     from ..models import build_model
 
     if args.frames is not None:
-        overrides = {**overrides, _FRAMES_ARGUMENT.get(args.model, "num_frames"): args.frames}
+        overrides = {**overrides, frames_argument(args.model): args.frames}
     torch.manual_seed(args.seed)
     try:
         model = build_model(args.model, config=args.config, **overrides)
@@ -143,6 +107,12 @@ def _build_pair(args: argparse.Namespace, overrides: Mapping[str, Any]):
     return model, hot
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure (host or GPU memory), not another runtime error."""
+    text = str(err).lower()
+    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or "allocate" in text or "out of memory" in text
+
+
 def _run(args: argparse.Namespace, overrides: Mapping[str, Any], title: str) -> List[Dict[str, Any]]:
     # The thread count is process-wide state; put it back so that calling main() from Python
     # (tests, notebooks) leaves no trace.
@@ -159,16 +129,23 @@ def _run_with_threads(args: argparse.Namespace, overrides: Mapping[str, Any], ti
     device = torch.device(args.device)
     model, hot = _build_pair(args, overrides)
     model, hot = model.to(device), hot.to(device)
-    generator = torch.Generator().manual_seed(args.seed)
-    x = torch.randn(args.batch, model.num_frames, model.num_joints, model.in_chans, generator=generator).to(device)
-
     setting = hot_setting(hot)
     hot_label = "HoT" if not args.no_recover else "HoT TPC-only"
     if setting:
         hot_label += f" ({setting['prune_block']}, {setting['tokens']})"
-    with progress_bar(2 * (args.warmup + args.repeats), "timing forwards") as bar:
-        rows = benchmark(model, hot, x, repeats=args.repeats, warmup=args.warmup,
-                         labels=(f"{args.model}-{model.num_frames}", hot_label), progress=bar)
+    try:
+        generator = torch.Generator().manual_seed(args.seed)
+        x = torch.randn(args.batch, model.num_frames, model.num_joints, model.in_chans, generator=generator).to(device)
+        with progress_bar(2 * (args.warmup + args.repeats), "timing forwards") as bar:
+            rows = benchmark(model, hot, x, repeats=args.repeats, warmup=args.warmup,
+                             labels=(f"{args.model}-{model.num_frames}", hot_label), progress=bar)
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        wanted = re.search(r"allocate (\d+) bytes", str(err))
+        detail = f"{int(wanted.group(1)) / 1e9:.1f} GB asked for" if wanted else one_line(err)[:160]
+        raise UsageError(f"--batch {args.batch}: not enough memory on {device} for this batch ({detail}); "
+                         "try a smaller --batch") from None
     for r in rows:
         r.update(model=args.model, config=args.config, joints=model.num_joints)
     rows[0].update(prune_block=None, tokens=None, recover=None)
@@ -180,22 +157,19 @@ def _run_with_threads(args: argparse.Namespace, overrides: Mapping[str, Any], ti
         print(line)
     print(format_table(rows))
     if args.csv:
-        write_csv(rows, args.csv)
+        with atomic_write(args.csv) as tmp:
+            write_csv(rows, tmp)
         print(f"wrote {args.csv}")
     if args.plot:
-        plot_rows(rows, args.plot)
+        with atomic_write(args.plot) as tmp:
+            plot_rows(rows, tmp)
         print(f"wrote {args.plot}")
     return rows
 
 
 def _cli(prog: str, body) -> int:
     """Run a command; a command-line mistake becomes one line on stderr and exit status 2."""
-    try:
-        return body()
-    except UsageError as err:
-        message = " ".join(str(err).split())
-        print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
-        return 2
+    return run_command(prog, body, hint=True)
 
 
 def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:

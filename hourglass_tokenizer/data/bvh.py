@@ -18,14 +18,18 @@ Conventions (those of the BVH format as CMU, Bandai-Namco, LAFAN1 and most expor
 from __future__ import annotations
 
 import json
+import math
 import os
+import dataclasses
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..cli_support import OneLineParser, UsageError, number_at_least, run_command
+from ..files import OutputPathError, atomic_write, check_output_file
 from .readers import DataFileNotFoundError, DataLayoutError, split_clips
-from .skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS
+from .skeleton import JOINT_NAMES, PARENTS
 
 PathLike = Union[str, os.PathLike]
 
@@ -134,11 +138,21 @@ def parse_bvh(text: str, source: str = "<string>") -> BVHMotion:
     except (IndexError, ValueError) as exc:
         raise BVHError(f"{source}: MOTION section should start with 'Frames: N' and 'Frame Time: T' ({exc})") from None
     n_channels = sum(len(c) for c in channels)
-    if n_frames < 1 or frame_time <= 0 or values.size != n_frames * n_channels:
+    if n_frames < 1 or not 0 < frame_time < math.inf or values.size != n_frames * n_channels:
         raise BVHError(f"{source}: expected {n_frames} frames x {n_channels} channels = {n_frames * n_channels} "
                        f"values at a positive frame time, found {values.size} values, frame time {frame_time}")
-    return BVHMotion(names, parents, np.array(offsets, dtype=np.float64), channels, frame_time,
-                     values.reshape(n_frames, n_channels))
+    motion = values.reshape(n_frames, n_channels)
+    offsets_array = np.array(offsets, dtype=np.float64)
+    if not np.isfinite(offsets_array).all():
+        joint = int(np.argwhere(~np.isfinite(offsets_array))[0, 0])
+        raise BVHError(f"{source}: joint {names[joint]!r} has a non-finite OFFSET {offsets_array[joint].tolist()}")
+    if not np.isfinite(motion).all():
+        frame, column = (int(i) for i in np.argwhere(~np.isfinite(motion))[0])
+        owner = np.searchsorted(np.cumsum([len(c) for c in channels]), column, side="right")
+        channel = channels[owner][column - sum(len(c) for c in channels[:owner])]
+        raise BVHError(f"{source}: motion value {motion[frame, column]} (not finite) at frame {frame}, joint "
+                       f"{names[owner]!r}, channel {channel}; {int((~np.isfinite(motion)).sum())} such values in all")
+    return BVHMotion(names, parents, offsets_array, channels, frame_time, motion)
 
 
 def read_bvh(path: PathLike) -> BVHMotion:
@@ -315,31 +329,71 @@ KNOWN_UNITS: Dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.02
 _TYPICAL_LEG_M = 0.85  # hip to ankle of an adult, the yardstick for guessing units
 
 
+def leg_length(positions_17: np.ndarray) -> float:
+    """Mean hip-knee-ankle length of the two legs of one 17-joint pose, in its units."""
+    p = np.asarray(positions_17, dtype=np.float64)
+    return float(np.linalg.norm(p[1] - p[2]) + np.linalg.norm(p[2] - p[3])
+                 + np.linalg.norm(p[4] - p[5]) + np.linalg.norm(p[5] - p[6])) / 2
+
+
 def guess_scale(rest_positions_17: np.ndarray) -> float:
     """Metres per file unit, guessed from the rest pose's leg length (hip to ankle, 17-joint layout).
 
     Picks the :data:`KNOWN_UNITS` entry whose leg length is nearest (in ratio) to 0.85 m: CMU's
     ASF units (x 0.056444) give 0.80 m where inches would give 0.36 m, centimetres 0.14 m.
     """
-    p = np.asarray(rest_positions_17, dtype=np.float64)
-    leg = (np.linalg.norm(p[1] - p[2]) + np.linalg.norm(p[2] - p[3])
-           + np.linalg.norm(p[4] - p[5]) + np.linalg.norm(p[5] - p[6])) / 2
-    if leg <= 0:
+    leg = leg_length(rest_positions_17)
+    if not leg > 0:
         raise DataLayoutError("cannot guess the units: the skeleton's legs have zero length; pass --scale")
     return min(KNOWN_UNITS.values(), key=lambda s: abs(np.log(leg * s / _TYPICAL_LEG_M)))
 
 
 def rest_pose(bvh: BVHMotion) -> np.ndarray:
-    """World positions ``(J, 3)`` of the skeleton with every channel at zero (offsets only)."""
-    zero = BVHMotion(bvh.names, bvh.parents, bvh.offsets, bvh.channels, bvh.frame_time,
-                     np.zeros((1, bvh.motion.shape[1])))
+    """World positions ``(J, 3)`` of the skeleton from its ``OFFSET`` s alone: no rotation, and position
+    channels left out (in files that put position channels on every joint, such as Bandai-Namco's, a
+    zero channel would otherwise replace the bone)."""
+    rotations_only = [tuple(c for c in chans if c.endswith("rotation")) for chans in bvh.channels]
+    zero = BVHMotion(bvh.names, bvh.parents, bvh.offsets, rotations_only, bvh.frame_time,
+                     np.zeros((1, sum(len(c) for c in rotations_only))))
     return forward_kinematics(zero)[0]
+
+
+def guess_units(bvh: BVHMotion, mapping: Sequence[Sequence[int]], positions: Optional[np.ndarray] = None) -> float:
+    """Metres per file unit (:func:`guess_scale`) from the rest pose's legs, or from frame 0's when the
+    offsets leave the legs at zero length (files whose position channels alone carry the bones).
+
+    ``positions``: the file's forward kinematics (:func:`forward_kinematics`), when already computed.
+    """
+    rest = to_h36m17(rest_pose(bvh)[None], mapping)[0]
+    if leg_length(rest) > 0:
+        return guess_scale(rest)
+    first = forward_kinematics(dataclasses.replace(bvh, motion=bvh.motion[:1])) if positions is None else positions
+    return guess_scale(to_h36m17(first[:1], mapping)[0])
+
+
+def check_scale(scale: Union[float, str]) -> Union[float, str]:
+    """``scale`` if it is ``"auto"``, a :data:`KNOWN_UNITS` name or a positive finite number of metres per unit.
+
+    Raises:
+        ValueError: anything else (zero, negative, NaN or infinite numbers, unknown names).
+    """
+    if isinstance(scale, str):
+        if scale == "auto" or scale in KNOWN_UNITS:
+            return scale
+        raise ValueError(f"scale must be a positive number of metres per unit, 'auto' or one of "
+                         f"{sorted(KNOWN_UNITS)}, got {scale!r}")
+    value = float(scale)
+    if math.isnan(value):
+        raise ValueError(f"scale must be a positive number of metres per unit, got {scale!r} (not a number)")
+    if not 0 < value < math.inf:
+        raise ValueError(f"scale must be a positive finite number of metres per unit, got {value:g}")
+    return value
 
 
 def resample(positions: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
     """Linear interpolation in time of ``(F, ...)`` samples at ``fps_in`` to ``fps_out``, same duration."""
-    if fps_in <= 0 or fps_out <= 0:
-        raise ValueError(f"frame rates must be positive, got {fps_in} -> {fps_out}")
+    if not (0 < fps_in < math.inf and 0 < fps_out < math.inf):
+        raise ValueError(f"frame rates must be positive finite numbers, got {fps_in} -> {fps_out}")
     if abs(fps_in - fps_out) < 1e-9 * fps_in or len(positions) < 2:
         return positions.copy()
     t_in = np.arange(len(positions)) / fps_in
@@ -351,18 +405,43 @@ def resample(positions: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray
     return out.reshape((len(t_out),) + positions.shape[1:])
 
 
+def resampled_length(frames: int, fps_in: float, fps_out: float) -> int:
+    """How many frames :func:`resample` gives for ``frames`` samples at ``fps_in`` resampled to ``fps_out``."""
+    if frames < 2 or abs(fps_in - fps_out) < 1e-9 * fps_in:
+        return frames
+    return int(np.floor(((frames - 1) / fps_in + 1e-9) * fps_out)) + 1
+
+
+#: A clip may grow at most this many times when resampled: more means a wrong frame time.
+_MAX_UPSAMPLING = 100
+
+
 def bvh_to_h36m17(path: PathLike, *, fps: float = 50.0, joint_map=None, scale: Union[float, str] = "auto"
                   ) -> Tuple[np.ndarray, float]:
-    """One BVH file to ``(positions (N, 17, 3) float32 metres Y up at fps, metres per file unit)``."""
+    """One BVH file to ``(positions (N, 17, 3) float32 metres Y up at fps, metres per file unit)``.
+
+    Raises:
+        BVHError: the file is not valid BVH, holds non-finite values, or its frame time and ``fps``
+            would collapse the clip to fewer than 2 frames (or blow it up more than 100 times).
+        ValueError: ``scale`` or ``fps`` is not a positive finite number (or a unit name for ``scale``).
+    """
+    scale = check_scale(scale)
+    if not 0 < fps < math.inf:
+        raise ValueError(f"fps must be a positive finite number of frames per second, got {fps}")
     bvh = read_bvh(path)
     mapping = resolve_joint_map(bvh.names, joint_map, os.fspath(path))
+    frames_in = len(bvh.motion)
+    frames_out = resampled_length(frames_in, bvh.fps, fps)
+    if frames_in >= 2 and not 2 <= frames_out <= _MAX_UPSAMPLING * frames_in:
+        raise BVHError(f"{os.fspath(path)}: {frames_in} frames at a frame time of {bvh.frame_time:g} s "
+                       f"({(frames_in - 1) * bvh.frame_time:g} s of motion) would become {frames_out} frame(s) at "
+                       f"{fps:g} fps; check the file's 'Frame Time' and --fps")
+    world = forward_kinematics(bvh)
     if scale == "auto":
-        scale = guess_scale(to_h36m17(rest_pose(bvh)[None], mapping)[0])
+        scale = guess_units(bvh, mapping, world)
     elif isinstance(scale, str):
-        if scale not in KNOWN_UNITS:
-            raise ValueError(f"scale must be a number, 'auto' or one of {sorted(KNOWN_UNITS)}, got {scale!r}")
         scale = KNOWN_UNITS[scale]
-    positions = to_h36m17(forward_kinematics(bvh), mapping) * float(scale)
+    positions = to_h36m17(world, mapping) * float(scale)
     return resample(positions, bvh.fps, fps).astype(np.float32), float(scale)
 
 
@@ -390,17 +469,37 @@ def find_bvh_files(inputs: Sequence[PathLike]) -> List[Tuple[str, str]]:
     return found
 
 
+def npz_output_path(output: PathLike) -> str:
+    """The file ``np.savez`` would write for ``output``: ``output`` itself when it ends in ``.npz``,
+    else ``output + ".npz"``.
+
+    Raises:
+        OutputPathError: ``output`` is an existing directory.
+    """
+    out = os.fspath(output)
+    if os.path.isdir(out):
+        raise OutputPathError(f"{out!r} is a directory; give the output file's name (e.g. {os.path.join(out, 'motion.npz')!r})")
+    return out if out.endswith(".npz") else out + ".npz"
+
+
 def convert_bvh(inputs: Sequence[PathLike], output: PathLike, *, fps: float = 50.0, joint_map=None,
                 scale: Union[float, str] = "auto", split: str = "every:5", licence: str = "",
-                log=None) -> Dict[str, object]:
+                overwrite: bool = False, log=None) -> Dict[str, object]:
     """Convert BVH files to the motion ``.npz`` that :func:`~hourglass_tokenizer.data.load_cmu` reads.
 
     Writes ``positions`` (N, 17, 3) float32 metres (Y up) at ``fps``, ``clip_offsets``, ``clip_names``,
     ``split`` (from ``split``, see :func:`~hourglass_tokenizer.data.readers.split_clips`), ``fps``,
     ``joint_names``, ``parents``, ``scale`` (metres per BVH unit, per clip) and ``licence``.
     ``joint_map``: a built-in name, a map from :func:`load_joint_map`, or ``None`` (first fitting built-in).
-    Returns a summary (clips, frames, seconds of motion, scales).
+    The file goes to :func:`npz_output_path` of ``output``, written atomically; an existing file is
+    replaced only with ``overwrite``, and that is checked before any BVH file is read.
+    Returns a summary (``path`` written, clips, frames, seconds of motion, scales).
+
+    Raises:
+        OutputPathError: the output exists (without ``overwrite``), is a directory or cannot be written.
     """
+    out = check_output_file(npz_output_path(output), overwrite=overwrite)
+    check_scale(scale)
     files = find_bvh_files(inputs)
     labels = split_clips([name for _, name in files], split)
     clips, scales = [], []
@@ -411,56 +510,72 @@ def convert_bvh(inputs: Sequence[PathLike], output: PathLike, *, fps: float = 50
         if log is not None:
             log(f"{name}: {len(positions)} frames at {fps:g} fps, {used_scale:g} m/unit, {label}")
     offsets = np.cumsum([0] + [len(c) for c in clips]).astype(np.int64)
-    out = os.fspath(output)
-    if os.path.dirname(os.path.abspath(out)):
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    np.savez_compressed(out, positions=np.concatenate(clips).astype(np.float32), clip_offsets=offsets,
-                        clip_names=np.array([name for _, name in files]), split=labels,
-                        fps=np.float64(fps), joint_names=np.array(JOINT_NAMES), parents=np.array(PARENTS),
-                        scale=np.array(scales), licence=np.array(licence))
-    return {"clips": len(clips), "frames": int(offsets[-1]), "seconds": float(offsets[-1] / fps),
+    with atomic_write(out) as tmp:
+        np.savez_compressed(tmp, positions=np.concatenate(clips).astype(np.float32), clip_offsets=offsets,
+                            clip_names=np.array([name for _, name in files]), split=labels,
+                            fps=np.float64(fps), joint_names=np.array(JOINT_NAMES), parents=np.array(PARENTS),
+                            scale=np.array(scales), licence=np.array(licence))
+    return {"path": out, "clips": len(clips), "frames": int(offsets[-1]), "seconds": float(offsets[-1] / fps),
             "test_clips": int((labels == "test").sum()), "scales": sorted(set(scales))}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m hourglass_tokenizer data bvh``: convert BVH files to a motion ``.npz``."""
+def _scale_argument(text: str) -> Union[float, str]:
+    """argparse type of ``--scale``: a unit name, ``auto``, or a positive finite number."""
     import argparse
+
+    try:
+        value: Union[float, str] = float(text)
+    except ValueError:
+        value = text
+    try:
+        return check_scale(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("scale must be", "expected")) from None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m hourglass_tokenizer data bvh``: convert BVH files to a motion ``.npz``.
+
+    Returns the exit status: 0, or 2 after a one-line error (a command-line mistake, a bad file, an
+    output that exists or cannot be written)."""
+    prog = "python -m hourglass_tokenizer data bvh"
+    return run_command(prog, lambda: _convert(argv, prog))
+
+
+def _convert(argv: Optional[Sequence[str]], prog: str) -> int:
     import sys
     import time
 
-    p = argparse.ArgumentParser(prog="python -m hourglass_tokenizer data bvh", description=(
+    p = OneLineParser(prog=prog, description=(
         "Convert BVH motion capture to the 17-joint motion file that 'train --data' reads: world positions "
         "in metres, Y up, resampled to --fps, with clip names and a train/test split."))
     p.add_argument("inputs", nargs="+", help=".bvh files or folders (searched recursively)")
-    p.add_argument("-o", "--output", required=True, help="output .npz")
-    p.add_argument("--fps", type=float, default=50.0, help="output frame rate (default 50, as Human3.6M)")
+    p.add_argument("-o", "--output", required=True, help="output .npz (.npz is added when missing)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+    p.add_argument("--fps", type=number_at_least(0, inclusive=False), default=50.0,
+                   help="output frame rate (default 50, as Human3.6M)")
     p.add_argument("--joint-map", default=None,
                    help="'cmu', 'bandai' or a JSON file mapping each of the 17 joints to BVH joint names "
                         "(default: the first built-in map that fits)")
-    p.add_argument("--scale", default="auto",
-                   help="metres per BVH unit: a number, one of " + ", ".join(KNOWN_UNITS) +
+    p.add_argument("--scale", type=_scale_argument, default="auto",
+                   help="metres per BVH unit: a positive number, one of " + ", ".join(KNOWN_UNITS) +
                         ", or 'auto' (guessed from the leg length; default)")
     p.add_argument("--split", default="every:5",
                    help="test clips: 'every:N' (every N-th counting back from the last; default every:5), "
                         "'glob:PATTERN' (clip names matching), or 'train'/'test' for all")
     p.add_argument("--licence", default="", help="licence or acknowledgement text stored in the file")
     args = p.parse_args(argv)
-    try:
-        scale: Union[float, str] = float(args.scale)
-    except ValueError:
-        scale = args.scale
     joint_map = args.joint_map
     started = time.time()
     try:
         split_clips([], args.split)  # reject a bad --split before reading any file
-        if joint_map is not None and joint_map not in BUILTIN_JOINT_MAPS:
-            joint_map = load_joint_map(joint_map)
-        summary = convert_bvh(args.inputs, args.output, fps=args.fps, joint_map=joint_map, scale=scale,
-                              split=args.split, licence=args.licence,
-                              log=lambda line: print(line, file=sys.stderr))
-    except (DataLayoutError, DataFileNotFoundError, ValueError) as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.output}: {summary['clips']} clips ({summary['test_clips']} test), {summary['frames']} frames "
-          f"= {summary['seconds']:.1f} s at {args.fps:g} fps, in {time.time() - started:.1f} s")
+    except ValueError as exc:
+        raise UsageError(f"--split: {exc}") from None
+    if joint_map is not None and joint_map not in BUILTIN_JOINT_MAPS:
+        joint_map = load_joint_map(joint_map)
+    summary = convert_bvh(args.inputs, args.output, fps=args.fps, joint_map=joint_map, scale=args.scale,
+                          split=args.split, licence=args.licence, overwrite=args.overwrite,
+                          log=lambda line: print(line, file=sys.stderr))
+    print(f"wrote {summary['path']}: {summary['clips']} clips ({summary['test_clips']} test), {summary['frames']} "
+          f"frames = {summary['seconds']:.1f} s at {args.fps:g} fps, in {time.time() - started:.1f} s")
     return 0
