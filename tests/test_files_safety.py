@@ -31,10 +31,6 @@ from hourglass_tokenizer import wrap_with_hot
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 T = 27
-#: CLI checks that need the train command's one-line error handling of issue 14, which another change
-#: adds to training/cli.py; the payload is already never run (see test_cli_never_runs_the_payload).
-CLI_ONE_LINE_PENDING = pytest.mark.xfail(reason="train CLI: unsafe/unreadable checkpoints as one line, exit 2 "
-                                         "(training/cli.py, issue 14 command-line errors)", strict=False)
 
 
 class _Payload:
@@ -287,8 +283,7 @@ def test_cli_never_runs_the_payload(tmp_path, marker, capsys, kind):
     assert code != 0
 
 
-@pytest.mark.parametrize("kind", [pytest.param("init-from", marks=CLI_ONE_LINE_PENDING),
-                                  pytest.param("resume", marks=CLI_ONE_LINE_PENDING), "h36m"])
+@pytest.mark.parametrize("kind", ["init-from", "resume", "h36m"])
 def test_cli_reports_an_unsafe_file_in_one_line(tmp_path, marker, capsys, kind):
     code, err = _run_cli(_cli_case(kind, tmp_path, marker), capsys)
     assert code == 2

@@ -198,8 +198,8 @@ def _state_dict_of(source: Union[PathLike, Mapping[str, Any]], *, trusted: bool 
 
 # -- HoT settings and strict loading ------------------------------------------------------------------
 
-def _stages(value: Any) -> Any:
-    """A stage setting comparable across int / one-element tuple / list spellings."""
+def _comparable(value: Any) -> Any:
+    """A setting comparable across its spellings: int / one-element tuple / list, ``True`` / ``"tra"``."""
     if isinstance(value, (list, tuple)):
         return value[0] if len(value) == 1 else tuple(value)
     return "tra" if value is True else value
@@ -218,7 +218,7 @@ def _current_settings(model: nn.Module) -> Optional[Dict[str, Any]]:
 
 
 def _describe(settings: Mapping[str, Any]) -> str:
-    return ", ".join(f"{key}={_stages(settings.get(key))!r}" for key in _COMPARED)
+    return ", ".join(f"{key}={_comparable(settings.get(key))!r}" for key in _COMPARED)
 
 
 def check_hot_settings(model: nn.Module, checkpoint: Mapping[str, Any], *, source: str = "the checkpoint",
@@ -251,7 +251,7 @@ def check_hot_settings(model: nn.Module, checkpoint: Mapping[str, Any], *, sourc
         raise CheckpointMismatchError(f"{source} holds a HoT model ({_describe(recorded)}), but this model is not "
                                       "wrapped; wrap it with those settings first")
     differ = [key for key in _COMPARED if current.get(key) is not None
-              and _stages(recorded.get(key)) != _stages(current[key])]
+              and _comparable(recorded.get(key)) != _comparable(current[key])]
     if differ:
         raise CheckpointMismatchError(f"{source} was saved from a HoT model with {_describe(recorded)}; this model "
                                       f"has {_describe(current)}; wrap it with the checkpoint's settings")
@@ -415,8 +415,8 @@ def load_model(path: PathLike, *, model: Optional[nn.Module] = None, name: Optio
     state = checkpoint_state_dict(checkpoint)
     if recorded is not None and not is_hot(_bare(model)):
         own = _bare(model).state_dict()  # the plain weights first: the wrap sees the trained model
-        _bare(model).load_state_dict({k: v for k, v in state.items() if k in own and own[k].shape == v.shape},
-                                     strict=False)
+        _bare(model).load_state_dict({k: v for k, v in state.items()
+                                      if k in own and getattr(v, "shape", None) == own[k].shape}, strict=False)
         _wrap_like(_bare(model), recorded, where)
     elif "hot" not in checkpoint and not is_hot(_bare(model)) and any(
             k.split(".")[0] in HOT_PARAMETERS for k in state):
