@@ -7,7 +7,7 @@ From Python::
 
 From the command line: ``python -m hourglass_tokenizer train --help`` (or ``hot-train``).
 """
-from .checkpoints import load_checkpoint, load_pretrained, save_checkpoint
+from .checkpoints import describe_model, load_checkpoint, load_model, load_pretrained, save_checkpoint
 from .cli import build_from_spec, build_parser, main
 from .datasets import make_cmu_datasets, make_datasets, make_h36m_datasets
 from .evaluation import evaluate, evaluate_by_action, format_action_table
@@ -15,5 +15,6 @@ from .inference import predict
 from .trainer import DistillationLoss, ExtraLoss, TrainConfig, compute_loss, train
 
 __all__ = ["TrainConfig", "train", "evaluate", "evaluate_by_action", "format_action_table", "compute_loss",
-           "DistillationLoss", "ExtraLoss", "save_checkpoint", "load_checkpoint", "load_pretrained", "predict",
+           "DistillationLoss", "ExtraLoss", "save_checkpoint", "load_checkpoint", "load_pretrained", "load_model",
+           "describe_model", "predict",
            "make_cmu_datasets", "make_h36m_datasets", "make_datasets", "build_parser", "build_from_spec", "main"]
