@@ -329,3 +329,22 @@ def test_a_batch_too_large_for_memory_is_one_line(capsys) -> None:
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith("hot-bench: error: --batch 1000000000000: not enough memory") and "smaller" in lines[0]
+
+
+def test_running_out_of_memory_in_a_forward_is_one_line_and_other_errors_stay_errors(monkeypatch, capsys) -> None:
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 9000000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(bench_cli, "benchmark", out_of_memory)
+    assert bench.main(SMALL + ["--prune-block", "1", "--tokens", "9", "--batch", "64"], prog="hot-bench") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["hot-bench: error: --batch 64: not enough memory on cpu for this batch (9.0 GB asked for); "
+                     "try a smaller --batch (see hot-bench --help)"]
+
+    def a_bug(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(bench_cli, "benchmark", a_bug)
+    with pytest.raises(RuntimeError, match="mat1 and mat2"):
+        bench.main(SMALL + ["--prune-block", "1", "--tokens", "9"], prog="hot-bench")

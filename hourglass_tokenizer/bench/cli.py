@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import os
 import re
 import sys
 from typing import Any, Dict, List, Mapping, Optional
@@ -93,6 +94,7 @@ def _build_pair(args: argparse.Namespace, overrides: Mapping[str, Any]):
         model = build_model(args.model, config=args.config, **overrides)
     except (ValueError, TypeError) as err:  # TypeError: an override the constructor does not take
         raise UsageError(f"cannot build {args.model} ({args.config}): {err}") from err
+    _check_input_fits(args, model)
     numbers = {k: v for k, v in (("prune_block", args.prune_block), ("tokens", args.tokens)) if v is not None}
     # With no numbers the wrapper's presets choose the paper's setting for this architecture.
     try:
@@ -105,6 +107,19 @@ def _build_pair(args: argparse.Namespace, overrides: Mapping[str, Any]):
                         f"--tokens {max(1, model.num_frames // 3)})")
         raise UsageError(message) from err
     return model, hot
+
+
+def _check_input_fits(args: argparse.Namespace, model: torch.nn.Module) -> None:
+    """Refuse a ``--batch`` whose input alone exceeds this machine's memory, before anything is built
+    on it (a batch that fits but whose forward does not is caught when it fails)."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: rely on the allocation failing
+        return
+    needed = 4 * args.batch * model.num_frames * model.num_joints * model.in_chans
+    if needed > memory:
+        raise UsageError(f"--batch {args.batch}: not enough memory for this batch (its input alone is "
+                         f"{needed / 1e9:.1f} GB; this machine has {memory / 1e9:.1f} GB); try a smaller --batch")
 
 
 def _out_of_memory(err: BaseException) -> bool:
