@@ -7,8 +7,9 @@
    wrapped model is already about as accurate as the plain one.
 3. Fine-tune (optionally with distillation from the plain model), then compare accuracy and MACs.
 
-    python examples/finetune.py --epochs 2                                # pretrain briefly, then fine-tune
-    python examples/finetune.py --init-from runs/mixste/best.pt --frames 81 --embed-dim 64 --depth 6
+    python -m hourglass_tokenizer data bvh path/to/bvh_folder -o motion.npz  # your motion capture
+    python examples/finetune.py --data motion.npz --epochs 2               # pretrain briefly, then fine-tune
+    python examples/finetune.py --data motion.npz --init-from runs/mixste/best.pt --frames 81 --embed-dim 64 --depth 6
 
 The same from the command line:
 ``hot-train --hot --prune-block 1 --tokens 9 --init-from ckpt.pt --distill-weight 1``.
@@ -29,7 +30,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 from hourglass_tokenizer import wrap_with_hot  # noqa: E402
-from hourglass_tokenizer.data.readers import DEFAULT_CMU_PATH  # noqa: E402
+from hourglass_tokenizer.data.readers import MAKE_MOTION_HINT  # noqa: E402
 from hourglass_tokenizer.bench.flops import count_flops  # noqa: E402
 from hourglass_tokenizer.models import build_model  # noqa: E402
 from hourglass_tokenizer.training import (DistillationLoss, TrainConfig, evaluate, load_pretrained,  # noqa: E402
@@ -38,7 +39,7 @@ from hourglass_tokenizer.training import (DistillationLoss, TrainConfig, evaluat
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=DEFAULT_CMU_PATH)
+    p.add_argument("--data", required=True, help=f"motion .npz in the CMU layout; {MAKE_MOTION_HINT}")
     p.add_argument("--init-from", default=None, help="plain (unwrapped) checkpoint of the same MixSTE config")
     p.add_argument("--frames", type=int, default=27)
     p.add_argument("--embed-dim", type=int, default=32)
