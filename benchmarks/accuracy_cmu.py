@@ -15,11 +15,14 @@ One strong baseline is trained once and cached; then
 root-relative camera-frame 3D; MPJPE and P-MPJPE in mm on every frame of every test sequence.
 
     # the baseline (about 15 minutes on one CPU thread), then the benchmark (about an hour)
-    python -m hourglass_tokenizer train --model mixste --config small --frames 27 \\
+    python -m hourglass_tokenizer train --data motion.npz --model mixste --config small --frames 27 \\
         --model-arg embed_dim=64 --model-arg depth=4 --model-arg num_heads=4 --model-arg mlp_hidden_dim=128 \\
         --epochs 6 --batch-size 16 --threads 1 --seed 0 --out runs/strong_t27 --no-progress
-    python benchmarks/accuracy_cmu.py --baseline runs/strong_t27/last.pt
-    python benchmarks/accuracy_cmu.py --quick --out-dir /tmp/acc     # a one-minute smoke run
+    python benchmarks/accuracy_cmu.py --data motion.npz --baseline runs/strong_t27/last.pt
+    python benchmarks/accuracy_cmu.py --data motion.npz --quick --out-dir /tmp/acc     # a one-minute smoke run
+
+``motion.npz`` is the CMU split (83 training and 24 test clips of the action split of Li et al.,
+CVPR 2018, at 50 fps) converted to the 17-joint layout; any motion file with a train/test split works.
 
 Rows are cached as JSON under ``--runs-dir``: a second run only computes what is missing,
 and ``--only NAME,...`` runs a subset (so two processes can share the rows). Writes
@@ -52,14 +55,15 @@ from hourglass_tokenizer.models import build_model  # noqa: E402
 from hourglass_tokenizer.training import (DistillationLoss, TrainConfig, evaluate, load_checkpoint,  # noqa: E402
                                           load_pretrained, make_cmu_datasets, train)
 
-DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "cmu_mocap_h36m17_50fps.npz")
 DEFAULT_OUT = os.path.join(REPO, "benchmarks", "results")
 SELECTORS = ("dpc_knn", "dpc_knn_coverage", "uniform", "random")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=DEFAULT_DATA, help="CMU-format .npz")
+    p.add_argument("--data", required=True,
+                   help="the CMU split as a motion .npz (the layout 'python -m hourglass_tokenizer data bvh' writes; "
+                        "see the README's Data section)")
     p.add_argument("--baseline", default=None,
                    help="checkpoint of the trained baseline (see the command above); without it the baseline is "
                         "trained here with --baseline-epochs and cached under --runs-dir")

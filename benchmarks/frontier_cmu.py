@@ -1,0 +1,263 @@
+"""Pushing the training-free frontier of HoT on a pretrained MixSTE (the CMU split of accuracy_cmu.py).
+
+Every attempt of issue 13 is one named *variant*, measured training-free on the same baseline and
+test frames as ``accuracy_cmu.py`` over a sweep of ``(prune_block, tokens)``: selectors built for
+interpolation (exact keyframes, motion-spaced frames) on the features the wrapper hands them, on the
+2D input, on the un-pooled tokens, or on the unpruned model's own output (an oracle no real model
+has); token merging instead of dropping; and a residual recovery that carries the per-frame detail
+of the features entering the pruned blocks around them (prototypes: ``hot_variants.py``). The
+winners are then fine-tuned against the control of ``accuracy_cmu.py`` (same steps, data order and
+learning rate).
+
+    python benchmarks/frontier_cmu.py --data motion.npz --baseline runs/strong_t27/last.pt
+
+``motion.npz`` is the CMU split in the layout ``python -m hourglass_tokenizer data bvh`` writes (see
+the README's Data section). Every row is cached under ``--runs-dir`` (a rerun computes only what is
+missing); ``--only NAME,...`` restricts the computed variants and fine-tuned rows. Writes
+``frontier_cmu.md``, ``frontier_cmu_free.csv`` and ``frontier_cmu_finetune.csv`` to ``--out-dir``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+for path in (REPO, HERE):
+    if path not in sys.path:  # run as a script from a checkout
+        sys.path.insert(0, path)
+
+import accuracy_cmu  # noqa: E402
+from hot_variants import wrap_variant  # noqa: E402
+
+from hourglass_tokenizer.core.selection import KeyframeSelector, MotionSpacedSelector  # noqa: E402
+from hourglass_tokenizer.data.readers import CMU_ACKNOWLEDGEMENT  # noqa: E402
+from hourglass_tokenizer.files import atomic_write  # noqa: E402
+from hourglass_tokenizer.training import TrainConfig, evaluate, make_cmu_datasets, train  # noqa: E402
+
+
+def top_motion(signal: torch.Tensor, f: int) -> torch.Tensor:
+    """The ``f`` frames of largest motion ``||x_{k+1} - x_{k-1}||`` (one-sided at the ends; the earlier
+    frame on a tie): motion-based selection as H2OT describes it, without any spacing."""
+    x = signal.double()
+    padded = torch.cat([x[:, :1], x, x[:, -1:]], 1)
+    motion = (padded[:, 2:] - padded[:, :-2]).norm(dim=-1)
+    order = torch.sort(-motion, dim=1, stable=True).indices
+    return torch.sort(order[:, :f], dim=1).values
+
+
+#: name -> wrap_variant options (recover "interpolate" unless given).
+VARIANTS: Dict[str, Dict[str, Any]] = {
+    "uniform": dict(selector="uniform"),
+    "dpc_knn": dict(selector="dpc_knn"),
+    "dpc_knn_coverage": dict(selector="dpc_knn_coverage"),
+    "keyframes": dict(selector=KeyframeSelector(0.0)),
+    "keyframes s1": dict(selector=KeyframeSelector(1.0)),
+    "motion_spaced 0.5": dict(selector=MotionSpacedSelector(0.5)),
+    "motion_spaced 1": dict(selector=MotionSpacedSelector(1.0)),
+    "keyframes on pose2d": dict(selector=KeyframeSelector(0.0), signal="pose2d"),
+    "keyframes s1 on pose2d": dict(selector=KeyframeSelector(1.0), signal="pose2d"),
+    "motion_spaced 0.5 on pose2d": dict(selector=MotionSpacedSelector(0.5), signal="pose2d"),
+    "motion_spaced 1 on pose2d": dict(selector=MotionSpacedSelector(1.0), signal="pose2d"),
+    "top motion on pose2d": dict(selector=top_motion, signal="pose2d"),
+    "keyframes on tokens": dict(selector=KeyframeSelector(0.0), signal="tokens"),
+    "oracle keyframes": dict(selector=KeyframeSelector(0.0), signal="oracle"),
+    "uniform + merge time": dict(selector="uniform", merge="time"),
+    "uniform + merge feature": dict(selector="uniform", merge="feature"),
+    "dpc_knn + merge feature": dict(selector="dpc_knn", merge="feature"),
+    "uniform + residual 0.5": dict(selector="uniform", residual=0.5),
+    "uniform + residual 1": dict(selector="uniform", residual=1.0),
+    "uniform + cubic": dict(selector="uniform", cubic=True),
+}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="the CMU split as a motion .npz (see the README's Data section)")
+    p.add_argument("--baseline", required=True, help="checkpoint of the trained baseline (accuracy_cmu.py's command)")
+    p.add_argument("--out-dir", default=os.path.join(REPO, "benchmarks", "results"))
+    p.add_argument("--runs-dir", default=os.path.join(REPO, "runs", "frontier_cmu"), help="caches (ignored by git)")
+    p.add_argument("--settings", default="1:3,1:5,1:9", help="(prune_block:tokens) sweep")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variant names")
+    p.add_argument("--only", default=None, help="compute only these variants / fine-tuned rows (others: cache)")
+    p.add_argument("--finetune", default="", help="'NAME@p:f,...' variants to fine-tune (training-free rows first)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--max-test-clips", type=int, default=None)
+    args = p.parse_args(argv)
+    for name in args.variants.split(","):
+        if name not in VARIANTS:
+            p.error(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    return args
+
+
+def base_args(args: argparse.Namespace) -> argparse.Namespace:
+    """accuracy_cmu.py's options (model shape, fine-tuning schedule) for the same baseline."""
+    return accuracy_cmu.parse_args(["--data", args.data, "--baseline", args.baseline, "--seed", str(args.seed),
+                                    "--runs-dir", os.path.join(args.runs_dir, "accuracy_cmu")]
+                                   + (["--max-test-clips", str(args.max_test_clips)] if args.max_test_clips else []))
+
+
+def option_text(options: Dict[str, Any]) -> Dict[str, str]:
+    """A variant's options as stable text (functions by name), so a changed definition is recomputed."""
+    return {k: getattr(v, "__name__", None) or repr(v) for k, v in sorted(options.items())}
+
+
+def cache_key(args: argparse.Namespace) -> Dict[str, Any]:
+    stat = os.stat(args.baseline)
+    return {"baseline": os.path.abspath(args.baseline), "baseline_size": stat.st_size,
+            "baseline_mtime": int(stat.st_mtime), "seed": args.seed, "max_test_clips": args.max_test_clips}
+
+
+def cached(path: str, key: Dict[str, Any], compute) -> Dict[str, Any]:
+    if os.path.exists(path):
+        with open(path) as fh:
+            stored = json.load(fh)
+        if stored["key"] == key:
+            return stored["row"]
+    row = compute()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_write(path) as tmp, open(tmp, "w") as fh:
+        json.dump({"key": key, "row": row}, fh)
+    return row
+
+
+def free_row(args, acc, plain, test_set, base: Dict[str, float], name: str, block: int, tokens: int
+             ) -> Dict[str, Any]:
+    options = VARIANTS[name]
+    started = time.time()
+    model = wrap_variant(plain, prune_block=block, tokens=tokens, **{"recover": "interpolate", **options})
+    scores = evaluate(model, test_set)
+    if options.get("signal") == "oracle":  # a diagnostic: charged as the same selector on the features
+        counted = wrap_variant(plain, prune_block=block, tokens=tokens, **{"recover": "interpolate", **options,
+                                                                            "signal": "features"})
+    else:
+        counted = model
+    macs = accuracy_cmu.macs(counted, acc.frames) / base["macs"]
+    row = {"variant": name, "prune_block": block, "tokens": tokens, "macs_ratio": macs,
+           "mpjpe_mm": scores["mpjpe"], "p_mpjpe_mm": scores["p_mpjpe"],
+           "vs_baseline_pct": 100 * (scores["mpjpe"] / base["mpjpe"] - 1), "frames": scores["frames"],
+           "seconds": time.time() - started}
+    print(f"[{time.strftime('%H:%M:%S')}] ({block}, {tokens}) {name:32s} MPJPE {row['mpjpe_mm']:7.2f} mm "
+          f"({row['vs_baseline_pct']:+6.2f} %) MACs {macs:.3f} ({row['seconds']:.0f} s)", flush=True)
+    return row
+
+
+def finetune_variant(args, acc, state, train_set, test_set, base: Dict[str, float], name: str, block: int,
+                     tokens: int) -> Dict[str, Any]:
+    """accuracy_cmu.py's fine-tuning protocol (same steps, data order, learning rate) on a variant."""
+    plain = accuracy_cmu.pretrained(acc, state)
+    model = wrap_variant(plain, prune_block=block, tokens=tokens,
+                         **{"recover": "tra+interpolate", **VARIANTS[name]})
+    start = evaluate(model, test_set)
+    chunks = max(1, acc.finetune_steps // acc.eval_every_steps)
+    config = TrainConfig(epochs=chunks, steps_per_epoch=acc.eval_every_steps, batch_size=acc.batch_size,
+                         lr=acc.finetune_lr, lr_decay=acc.finetune_lr_decay, eval_every=1, seed=args.seed,
+                         progress=False, verbose=False)
+    started = time.time()
+    history = train(model, train_set, test_set, config)
+    steps = [0] + [sum(h["steps"] for h in history[:i + 1]) for i in range(len(history))]
+    return {"row": f"{name}@{block}:{tokens}", "variant": name, "prune_block": block, "tokens": tokens,
+            "macs_ratio": accuracy_cmu.macs(model, acc.frames) / base["macs"], "steps": steps,
+            "mpjpe_curve": [start["mpjpe"]] + [h["mpjpe"] for h in history],
+            "p_mpjpe_curve": [start["p_mpjpe"]] + [h["p_mpjpe"] for h in history], "train_s": time.time() - started}
+
+
+def write_csv(path: str, rows: List[Dict[str, Any]]) -> None:
+    if not rows:
+        return
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        columns = list(rows[0])
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([f"{r[c]:.4g}" if isinstance(r[c], float) else r[c] for c in columns])
+
+
+def report(args, acc, base, free: List[Dict[str, Any]], tuned: List[Dict[str, Any]],
+           control: Optional[Dict[str, Any]]) -> None:
+    os.makedirs(args.out_dir, exist_ok=True)
+    write_csv(os.path.join(args.out_dir, "frontier_cmu_free.csv"), free)
+    settings = list(dict.fromkeys((r["prune_block"], r["tokens"]) for r in free))
+    names = list(dict.fromkeys(r["variant"] for r in free))
+    lines = ["# Pushing HoT's training-free frontier on a pretrained MixSTE (CMU motion capture)", "",
+             f"Baseline: `{os.path.basename(args.baseline)}`, MixSTE T={acc.frames}, width {acc.embed_dim}, depth "
+             f"{acc.depth}; test MPJPE **{base['mpjpe']:.2f} mm** on {base['frames']} frames. Recovery: "
+             "`interpolate` (training-free) unless the variant says otherwise. MPJPE change against the "
+             "baseline; lower is better.", ""]
+    if free:
+        head = " | ".join(f"({b}, {t}) MACs {next(r['macs_ratio'] for r in free if (r['prune_block'], r['tokens']) == (b, t)):.2f}"
+                          for b, t in settings)
+        lines += [f"| variant | {head} |", "|---|" + "---|" * len(settings)]
+        for name in names:
+            cells = []
+            for b, t in settings:
+                hit = next((r for r in free if r["variant"] == name and (r["prune_block"], r["tokens"]) == (b, t)), None)
+                cells.append(f"{hit['vs_baseline_pct']:+.2f} %" if hit else "")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if tuned:
+        write_csv(os.path.join(args.out_dir, "frontier_cmu_finetune.csv"),
+                  [{k: v for k, v in r.items() if not isinstance(v, list)} | {"final_mpjpe_mm": r["mpjpe_curve"][-1]}
+                   for r in tuned])
+        lines += ["## Fine-tuned", "", "| row | MACs ratio | start mm | final mm | vs control |", "|---|---|---|---|---|"]
+        for r in tuned:
+            vs = 100 * (r["mpjpe_curve"][-1] / control["mpjpe_curve"][-1] - 1) if control else float("nan")
+            lines.append(f"| {r['row']} | {r['macs_ratio']:.2f} | {r['mpjpe_curve'][0]:.2f} | "
+                         f"{r['mpjpe_curve'][-1]:.2f} | {vs:+.2f} % |")
+        lines.append("")
+    lines += ["## Acknowledgement", "", CMU_ACKNOWLEDGEMENT, ""]
+    with atomic_write(os.path.join(args.out_dir, "frontier_cmu.md")) as tmp, open(tmp, "w") as fh:
+        fh.write("\n".join(lines))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    acc = base_args(args)
+    train_set, test_set = make_cmu_datasets(args.data, acc.frames, cameras=acc.cameras, seed=args.seed,
+                                            train_stride=acc.train_stride, flip=True,
+                                            max_test_clips=args.max_test_clips)
+    state = accuracy_cmu.baseline_state(acc, train_set, test_set)
+    plain = accuracy_cmu.pretrained(acc, state)
+    key = cache_key(args)
+    base = cached(os.path.join(args.runs_dir, "baseline.json"), key, lambda: {
+        **{k: v for k, v in evaluate(plain, test_set).items() if k in ("mpjpe", "p_mpjpe", "frames")},
+        "macs": accuracy_cmu.macs(plain, acc.frames)})
+    print(f"baseline: MPJPE {base['mpjpe']:.2f} mm on {base['frames']} frames", flush=True)
+    only = set(args.only.split(",")) if args.only else None
+    free = []
+    for block, tokens in map(accuracy_cmu.setting, args.settings.split(",")):
+        for name in args.variants.split(","):
+            path = os.path.join(args.runs_dir, "free", f"{block}_{tokens}__{name.replace(' ', '_')}.json")
+            if only is not None and name not in only and not os.path.exists(path):
+                continue
+            row = cached(path, {**key, "variant": name, "options": option_text(VARIANTS[name])},
+                         lambda: free_row(args, acc, plain, test_set, base, name, block, tokens))
+            free.append(row)
+    tuned, control = [], None
+    if args.finetune:
+        control_path = os.path.join(acc.runs_dir, "finetune", "control.json")
+        control = cached(control_path, {**key, "steps": acc.finetune_steps}, lambda: accuracy_cmu.finetune_row(
+            acc, "control", None, 0.0, state, train_set, test_set, base["macs"]))
+        for spec in args.finetune.split(","):
+            name, setting = spec.rsplit("@", 1)
+            block, tokens = accuracy_cmu.setting(setting)
+            path = os.path.join(args.runs_dir, "finetune", f"{block}_{tokens}__{name.replace(' ', '_')}.json")
+            if only is not None and spec not in only and not os.path.exists(path):
+                continue
+            tuned.append(cached(path, {**key, "steps": acc.finetune_steps}, lambda: finetune_variant(
+                args, acc, state, train_set, test_set, base, name, block, tokens)))
+    report(args, acc, base, free, tuned, control)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
