@@ -205,28 +205,29 @@ def assert_one_line_error(code, err, *fragments):
         assert fragment in lines[0], lines[0]
 
 
-def test_error_unknown_format(tmp_path, checkpoints, capsys):
-    path = tmp_path / "detections.csv"
+def write_csv(path):
     path.write_text("0,1,2\n")
-    code, err = run(["--checkpoint", checkpoints["plain"], "--keypoints", path, "-o", tmp_path / "o.npz",
-                     "--width", W, "--height", H], capsys)
-    assert_one_line_error(code, err, "unknown keypoint format")
 
 
-def test_error_joints_that_do_not_fit(tmp_path, checkpoints, capsys):
-    path = str(tmp_path / "k.npz")
+def write_14_joints(path):
     np.savez(path, keypoints_2d=np.zeros((T, 14, 2)))
-    code, err = run(["--checkpoint", checkpoints["plain"], "--keypoints", path, "-o", tmp_path / "o.npz",
-                     "--width", W, "--height", H], capsys)
-    assert_one_line_error(code, err, "(30, 14, 2)", "expected (T, 17, 2)")
 
 
-def test_error_empty_file(tmp_path, checkpoints, capsys):
-    path = tmp_path / "empty.json"
+def write_empty(path):
     path.write_text("")
-    code, err = run(["--checkpoint", checkpoints["plain"], "--keypoints", path, "-o", tmp_path / "o.npz",
+
+
+@pytest.mark.parametrize("name, write, fragments", [
+    ("detections.csv", write_csv, ["unknown keypoint format"]),
+    ("k.npz", write_14_joints, ["(30, 14, 2)", "expected (T, 17, 2)"]),
+    ("empty.json", write_empty, ["empty file"]),
+])
+def test_error_bad_input_file(tmp_path, checkpoints, capsys, name, write, fragments):
+    """An unknown format, joints that do not fit, an empty file."""
+    write(tmp_path / name)
+    code, err = run(["--checkpoint", checkpoints["plain"], "--keypoints", tmp_path / name, "-o", tmp_path / "o.npz",
                      "--width", W, "--height", H], capsys)
-    assert_one_line_error(code, err, "empty file")
+    assert_one_line_error(code, err, *fragments)
 
 
 def test_error_checkpoint_that_does_not_describe_its_model(tmp_path, checkpoints, track, capsys):
