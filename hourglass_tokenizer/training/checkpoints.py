@@ -340,8 +340,9 @@ def _build_described(checkpoint: Mapping[str, Any], where: str, name: Optional[s
         config = config if config is not None else spec.get("config")
         model_kwargs = {**dict(spec.get("kwargs") or {}), **dict(model_kwargs or {})}
     kwargs = dict(model_kwargs or {})
-    config = config if config is not None or ":" in name else "paper"
-    return describe_model(build_from_spec(name, config, kwargs), name, config, kwargs)
+    if ":" not in name:  # a zoo model: build_model records its own (canonical) name
+        return build_from_spec(name, config if config is not None else "paper", kwargs)
+    return describe_model(build_from_spec(name, None, kwargs), name, None, kwargs)
 
 
 def _same_structure(model: nn.Module, structure: Mapping[str, Any]) -> bool:
