@@ -1,5 +1,6 @@
 """Skeleton, readers, cameras and windowed datasets (hourglass_tokenizer.data)."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -156,23 +157,96 @@ def test_split_by_and_test_data_choose_the_clips(tmp_path):
         make_cmu_datasets(str(unsplit), 9, cameras=1, split_by="test")
 
 
+@pytest.mark.parametrize("change, message", [
+    (dict(fps=np.float64(-5)), "fps is -5; expected a positive number of frames per second"),
+    (dict(fps=np.float64(np.nan)), "fps is nan"),
+    (dict(clip_offsets=np.array([0, 30, 30, 105])), "clip 'b' has no frames"),
+])
+def test_motion_files_with_bad_frame_rates_or_empty_clips_are_refused(tmp_path, change, message):
+    from hourglass_tokenizer.training import make_cmu_datasets
+
+    path = _motion_file(tmp_path / "bad.npz", **change)
+    with pytest.raises(DataLayoutError, match=re.escape(message)):
+        make_cmu_datasets(str(path), 9, cameras=1)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_position_is_refused_naming_clip_frame_and_joint(tmp_path, value):
+    from hourglass_tokenizer.training import make_cmu_datasets
+    from hourglass_tokenizer.training.datasets import check_motion
+
+    positions = np.random.default_rng(0).normal(size=(105, 17, 3)).astype(np.float32)
+    positions[30 + 12, JOINT_NAMES.index("RWrist"), 1] = value  # clip "b" (frames 30..69), its frame 12
+    path = _motion_file(tmp_path / "bad.npz", positions=positions)
+    expected = f"{path}: clip 'b' frame 12 joint RWrist is ["
+    with pytest.raises(DataLayoutError, match=re.escape(expected)):
+        make_cmu_datasets(str(path), 9, cameras=1)
+    # A bad clip in the test split, or in a --test-data file, is refused all the same.
+    with pytest.raises(DataLayoutError, match="clip 'b' frame 12"):
+        make_cmu_datasets(str(_motion_file(tmp_path / "ok.npz")), 9, cameras=1, test_data=str(path))
+    assert check_motion(load_cmu(_motion_file(tmp_path / "ok.npz"))).fps == 50.0
+
+
+def test_models_taking_a_confidence_get_a_channel_of_ones(tmp_path):
+    from hourglass_tokenizer.data.windows import with_input_channels
+    from hourglass_tokenizer.training import make_cmu_datasets
+
+    path = str(_motion_file(tmp_path / "m.npz"))
+    plain_train, plain_test = make_cmu_datasets(path, 9, cameras=1)
+    train, test = make_cmu_datasets(path, 9, cameras=1, input_channels=3)
+    for plain, wide in zip(plain_test.sequences + plain_train.sequences, test.sequences + train.sequences):
+        assert wide[0].shape == plain[0].shape[:-1] + (3,)
+        np.testing.assert_array_equal(wide[0][..., :2], plain[0])
+        assert (wide[0][..., 2] == 1).all()
+        np.testing.assert_array_equal(wide[1], plain[1])
+    torch.manual_seed(0)
+    windows = [train[i][0] for i in range(len(train))]  # flip augmentation mirrors x and keeps the confidence
+    assert all(w.shape == (9, 17, 3) and (w[..., 2] == 1).all() for w in windows)
+    kp = np.zeros((4, 17, 2), np.float32)
+    assert with_input_channels([(kp, kp)], 2)[0][0] is kp
+    with pytest.raises(ValueError, match="2 .x, y. or 3 .x, y, confidence."):
+        with_input_channels([(kp, kp)], 4)
+    with pytest.raises(ValueError, match="have 3 values per joint; the model takes 2"):
+        with_input_channels([(np.zeros((4, 17, 3)), kp)], 2)
+
+
+def test_make_test_set_scores_the_test_split_or_all_clips(tmp_path):
+    import argparse
+
+    from hourglass_tokenizer.training.datasets import make_cmu_datasets, make_test_set
+
+    path = str(_motion_file(tmp_path / "m.npz"))
+    args = argparse.Namespace(dataset="mocap", data=path, data_dir=None, split_by=None, max_test_clips=None,
+                              cameras=2, seed=3, noise_px=0.0)
+    test = make_test_set(args, 9)
+    _, reference = make_cmu_datasets(path, 9, cameras=2, seed=3)
+    assert len(test.sequences) == 2
+    for (a2, a3), (b2, b3) in zip(test.sequences, reference.sequences):  # the trainer's test cameras
+        np.testing.assert_array_equal(a2, b2)
+        np.testing.assert_array_equal(a3, b3)
+    unsplit = str(_motion_file(tmp_path / "u.npz", split=None))
+    assert [len(s[0]) for s in make_test_set(argparse.Namespace(**{**vars(args), "data": unsplit}), 9).sequences] == \
+        [30, 30, 40, 40, 35, 35]
+    assert make_test_set(args, 9, input_channels=3).sequences[0][0].shape[-1] == 3
+
+
 def test_train_command_data_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
     from hourglass_tokenizer.training import main
 
-    assert main(["--data", str(tmp_path / "motion.npz")]) == 2
+    out = ["--out", str(tmp_path / "run")]
+    assert main(["--data", str(tmp_path / "motion.npz")] + out) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("hot-train: error: motion file not found: ") and "\n" not in err
-    assert str(tmp_path / "motion.npz") in err and "data bvh" in err and "shared" not in err
-    assert main([]) == 2
+    assert err.startswith(f"hot-train: error: --data {tmp_path / 'motion.npz'}: no such file; ") and "\n" not in err
+    assert "data bvh" in err and "shared" not in err
+    assert main(out) == 2
     assert "needs --data FILE" in capsys.readouterr().err
     (tmp_path / "notes.txt").write_text("not an archive")
-    assert main(["--data", str(tmp_path / "notes.txt")]) == 2
+    assert main(["--data", str(tmp_path / "notes.txt")] + out) == 2
     assert "not an .npz archive" in capsys.readouterr().err
-    assert main(["--data", str(_motion_file(tmp_path / "unsplit.npz", split=None))]) == 2
+    assert main(["--data", str(_motion_file(tmp_path / "unsplit.npz", split=None))] + out) == 2
     assert "--split-by" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        main(["--data", "x.npz", "--split-by", "half"])
-    assert exc.value.code == 2 and "split specification 'half' not understood" in capsys.readouterr().err
+    assert main(["--data", "x.npz", "--split-by", "half"] + out) == 2
+    assert "split specification 'half' not understood" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not os.path.exists(SHARED_CMU), reason="shared CMU file ../shared/data/cmu_mocap_h36m17_50fps.npz "

@@ -1,6 +1,7 @@
 """Training loop: loss falls, checkpoints save/resume/load, fine-tuning from a plain checkpoint, DDP."""
 import copy
 import os
+import re
 import socket
 
 import numpy as np
@@ -172,11 +173,13 @@ def test_command_line_training_and_fine_tuning(tmp_path, capsys):
                           "--distill-weight", "0.5", "--init-from", str(tmp_path / "plain" / "best.pt")]) == 0
     history = load_checkpoint(str(tmp_path / "distill" / "last.pt"))["history"]
     assert history[-1]["extra_loss"] > 0
+    capsys.readouterr()
     for wrong, message in ((["--x-token-init", "position"], "needs --recover tra"),
                            (["--distill-weight", "1"], "needs --hot and --init-from")):
-        with pytest.raises(SystemExit) as exit_info:
-            main(common + ["--out", str(tmp_path / "bad"), "--hot", "--prune-block", "1", "--tokens", "9"] + wrong)
-        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+        assert main(common + ["--out", str(tmp_path / "bad"), "--hot", "--prune-block", "1", "--tokens", "9"]
+                    + wrong) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err
 
 
 def test_distillation_pulls_the_hot_model_towards_its_teacher(datasets, tmp_path):
@@ -272,3 +275,64 @@ def test_command_line_options_are_the_config_fields():
     assert "multiplicative learning-rate decay per epoch" in usage and "--eval-batch-size" in usage
     parsed = build_parser().parse_args(["--lr-decay", "0.5", "--clip-grad", "2", "--eval-flip"])
     assert (parsed.lr_decay, parsed.clip_grad, parsed.eval_flip) == (0.5, 2.0, True)
+
+
+def _write_motion(path, n_clips=3, length=40):
+    clips = _synthetic_clips(n_clips, length, seed=2)
+    np.savez(path, positions=np.concatenate(clips), clip_offsets=np.cumsum([0] + [len(c) for c in clips]),
+             fps=np.float64(50), clip_names=np.array([f"c{i}" for i in range(n_clips)]),
+             split=np.array(["train"] * (n_clips - 1) + ["test"]))
+    return str(path)
+
+
+@pytest.mark.parametrize("model, config, extra", [
+    ("motionbert", "small", []),
+    ("motionagformer", "tiny", []),
+    ("motionagformer", "tiny", ["--hot", "--prune-block", "1", "--tokens", "3"]),
+    ("mixste", "small", ["--model-arg", "depth=2"]),
+    ("poseformer", "small", []),
+])
+def test_the_trainer_runs_every_zoo_model(tmp_path, capsys, model, config, extra):
+    """MotionBERT and MotionAGFormer take (x, y, confidence): the trainer appends a confidence of 1 to the
+    2D keypoints, for training and for the evaluation, and says so in one line."""
+    from hourglass_tokenizer.models import build_model
+    from hourglass_tokenizer.training.inference import model_input_channels
+
+    argv = ["--data", _write_motion(tmp_path / "motion.npz"), "--model", model, "--config", config, "--frames", "9",
+            "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--cameras", "1", "--no-progress",
+            "--eval-frame-stride", "5", "--out", str(tmp_path / "run")] + extra
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    takes_confidence = model_input_channels(build_model(model, config)) == 3
+    assert takes_confidence == (model in ("motionbert", "motionagformer"))
+    note = f"{model} takes (x, y, confidence) per joint: the 2D keypoints get a confidence of 1"
+    assert (note in captured.err) == takes_confidence
+    history = load_checkpoint(str(tmp_path / "run" / "last.pt"))["history"]
+    assert np.isfinite(history[0]["train_loss"]) and np.isfinite(history[0]["mpjpe"])
+
+
+def test_help_lists_every_zoo_model(capsys):
+    from hourglass_tokenizer.models import available_models
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"zoo model ({', '.join(available_models())})" in text and "motionagformer: " in text
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "must be finite and at least 1, got 0"), ("epochs", -1, "at least 1"),
+    ("lr", float("nan"), "not a number"), ("lr", -0.1, "at least 0"), ("lr_decay", 0.0, "greater than 0"),
+    ("batch_size", 0, "at least 1"), ("clip_grad", float("inf"), "finite"), ("eval_frame_stride", 0, "at least 1"),
+    ("steps_per_epoch", "3", "expected a number, got '3'"),
+])
+def test_train_config_rejects_values_that_would_do_nothing_or_break(field, value, message):
+    with pytest.raises(ValueError, match=f"TrainConfig.{field}: .*{re.escape(message)}"):
+        TrainConfig(**{field: value})
+    TrainConfig(lr=0.0, clip_grad=None, max_steps=None, num_workers=0)  # the bounds themselves are allowed
+
+
+def test_an_empty_training_set_is_refused():
+    with pytest.raises(ValueError, match="train_set is empty"):
+        train(_mixste(), PoseWindowDataset([], T), None, TrainConfig(epochs=1, progress=False))

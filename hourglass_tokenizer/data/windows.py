@@ -19,15 +19,38 @@ def edge_padded_window(seq: np.ndarray, start: int, length: int) -> np.ndarray:
     return seq[idx]
 
 
+def with_input_channels(sequences: Sequence[Sequence2D3D], channels: int) -> List[Sequence2D3D]:
+    """``(2D, 3D)`` pairs whose 2D keypoints have ``channels`` values per joint: ``(x, y)`` as they are
+    for 2, ``(x, y, 1)`` for 3 (a confidence of 1, for models that take ``x, y, confidence`` such as
+    MotionBERT and MotionAGFormer, on keypoints without detector scores).
+
+    Raises:
+        ValueError: ``channels`` is neither 2 nor 3, or keypoints have other than 2 or ``channels`` values.
+    """
+    if channels not in (2, 3):
+        raise ValueError(f"a model taking {channels} values per joint cannot be fed 2D keypoints: expected "
+                         "2 (x, y) or 3 (x, y, confidence)")
+    out: List[Sequence2D3D] = []
+    for kp2d, pos3d in sequences:
+        kp2d = np.asarray(kp2d)
+        if kp2d.shape[-1] == 2 and channels == 3:
+            kp2d = np.concatenate([kp2d, np.ones(kp2d.shape[:-1] + (1,), dtype=kp2d.dtype)], axis=-1)
+        elif kp2d.shape[-1] != channels:
+            raise ValueError(f"2D keypoints have {kp2d.shape[-1]} values per joint; the model takes {channels}")
+        out.append((kp2d, pos3d))
+    return out
+
+
 def centred_start(centre: int, num_frames: int) -> int:
     """Start of the ``num_frames`` window whose centre frame ``(num_frames - 1) // 2`` is ``centre``."""
     return centre - (num_frames - 1) // 2
 
 
 class PoseWindowDataset(Dataset):
-    """``(2D window (T, J, 2), 3D target (T, J, 3))`` pairs cut from pose sequences.
+    """``(2D window (T, J, C), 3D target (T, J, 3))`` pairs cut from pose sequences (``C`` = 2, or 3 with
+    a confidence channel, see :func:`with_input_channels`).
 
-    ``sequences`` is a list of ``(keypoints_2d (N, J, 2), positions_3d (N, J, 3))``, typically
+    ``sequences`` is a list of ``(keypoints_2d (N, J, C), positions_3d (N, J, 3))``, typically
     normalised screen coordinates and root-relative camera-frame metres (see
     :func:`hourglass_tokenizer.data.cameras.project_clips`). A window is centred on every
     ``stride``-th frame of each sequence (frames 0, stride, 2 stride, ...), so its centre frame

@@ -1,4 +1,15 @@
-"""The ``train`` command (``python -m hourglass_tokenizer train``, or ``hot-train``)."""
+"""The ``train`` command (``python -m hourglass_tokenizer train``, or ``hot-train``).
+
+A command-line mistake is one line ``hot-train: error: ...`` on stderr with exit status 2, found before
+any data is built or any step runs: out-of-range numbers, unknown models, configurations or
+constructor arguments, a device this machine lacks, checkpoints that are unreadable, unsafe or of
+another model or HoT setting, an ``--out`` folder that already holds a run (``--resume`` continues it,
+``--overwrite`` replaces it) or cannot be written. Ctrl-C stops with status 130 and prints the command
+that resumes from the last checkpoint.
+
+The model and data arguments (:func:`add_model_arguments`, :func:`add_data_arguments`) and the model
+they describe (:func:`model_from_args`) serve the ``tune`` command too.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,25 +20,33 @@ import importlib.util
 import inspect
 import os
 import re
+import shlex
 import sys
 import time
 import typing
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..core.checkpoints import HOT_PARAMETERS
+from ..cli_support import (OneLineParser, UsageError, check_device, command_name, frames_argument, int_at_least,
+                           number_at_least, one_line, run_command)
+from ..core.checkpoints import HOT_PARAMETERS, checkpoint_state_dict
 from ..core.recovery import RECOVERY_MODES
 from ..core.selection import SELECTORS
 from ..core.wrapping import wrap_with_hot
-from .checkpoints import _state_dict_of, load_pretrained
-from .datasets import make_datasets
-from .inference import model_num_frames
-from .trainer import DistillationLoss, TrainConfig, train
+from ..files import FileReadError, OutputPathError, check_output_dir
+from .checkpoints import CheckpointMismatchError, describe_model, load_checkpoint, load_pretrained, load_weights
+from .datasets import check_data_arguments, make_datasets
+from .inference import model_input_channels, model_num_frames
+from .trainer import DistillationLoss, TrainConfig, config_value_problem, train
 
-__all__ = ["build_parser", "build_from_spec", "main"]
+__all__ = ["build_parser", "build_from_spec", "main", "add_model_arguments", "add_data_arguments", "model_from_args",
+           "load_plain_weights"]
+
+#: Files of a run in ``--out``; a folder holding one is not reused without ``--resume`` or ``--overwrite``.
+RUN_FILES = ("last.pt", "best.pt")
 
 
 def _parse_value(text: str) -> Any:
@@ -35,6 +54,16 @@ def _parse_value(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text  # a bare string such as a config name
+
+
+def _model_argument(text: str) -> Tuple[str, Any]:
+    """argparse type of ``--model-arg``: ``KEY=VALUE`` with a Python name as key; the value is a Python
+    literal (``64``, ``0.1``, ``True``, ``(1, 2)``) or else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a parameter name as KEY (e.g. embed_dim=64), "
+                                         f"got {text!r}")
+    return key, _parse_value(value)
 
 
 def build_from_spec(name: str, config: str, kwargs: Dict[str, Any]) -> nn.Module:
@@ -69,8 +98,24 @@ def _config_help() -> Dict[str, str]:
     return entries
 
 
+def _config_type(name: str, kind: type) -> Callable[[str], Any]:
+    """argparse type of TrainConfig field ``name``: ``kind`` within the field's bounds
+    (:func:`~hourglass_tokenizer.training.trainer.config_value_problem`)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            expected = "an integer" if kind is int else "a number" if kind is float else kind.__name__
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        problem = config_value_problem(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+    return parse
+
+
 def _add_config_arguments(group: Any, names: Sequence[str]) -> None:
-    """One option per TrainConfig field, typed and documented by the dataclass itself."""
+    """One option per TrainConfig field, typed, bounded and documented by the dataclass itself."""
     hints = typing.get_type_hints(TrainConfig)
     helps = _config_help()
     defaults = TrainConfig()
@@ -81,39 +126,31 @@ def _add_config_arguments(group: Any, names: Sequence[str]) -> None:
             group.add_argument(flag, action="store_true", default=default, help=helps.get(name))
             continue
         kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # Optional[int] -> int
-        group.add_argument(flag, type=kind, default=default, help=f"{helps.get(name, '')} (default: {default})")
+        group.add_argument(flag, type=_config_type(name, kind), default=default,
+                           help=f"{helps.get(name, '')} (default: {default})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``train`` command's argument parser."""
-    p = argparse.ArgumentParser(prog="hot-train", description=(
-        "Train or fine-tune a video pose transformer (optionally wrapped with HoT) on Human3.6M "
-        "(VideoPose3D's files) or on 3D motion capture (a motion .npz, e.g. converted from BVH with "
-        "'python -m hourglass_tokenizer data bvh'), with 2D inputs from seeded virtual cameras."))
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """``--model``, ``--config``, ``--model-arg`` and ``--frames`` (see :func:`model_from_args`)."""
+    from ..models import available_models
+
+    zoo = available_models()
     m = p.add_argument_group("model")
     m.add_argument("--model", default="mixste",
-                   help="zoo model (mixste, motionbert, poseformer) or a factory 'pkg.module:fn' / 'file.py:fn'")
-    m.add_argument("--config", default="small", help="zoo configuration name (default: small)")
-    m.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"zoo model ({', '.join(zoo)}) or a factory 'pkg.module:fn' / 'file.py:fn' (default: mixste)")
+    m.add_argument("--config", default="small",
+                   help="zoo configuration (default: small); per model: "
+                        + "; ".join(f"{name}: {', '.join(configs)}" for name, configs in zoo.items()))
+    m.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", type=_model_argument,
                    help="constructor argument, repeatable (e.g. --model-arg embed_dim=64)")
-    m.add_argument("--frames", type=int, default=None,
-                   help="window length T (sets num_frames, or maxlen for motionbert); default: the model's")
-    h = p.add_argument_group("HoT")
-    h.add_argument("--hot", action="store_true", help="wrap the model with HoT")
-    h.add_argument("--prune-block", type=int, default=None, help="blocks before pruning (default: paper setting)")
-    h.add_argument("--tokens", type=int, default=None, help="representative frames kept (default: paper setting)")
-    h.add_argument("--recover", default="tra+interpolate", choices=list(RECOVERY_MODES) + ["none"],
-                   help="how pruned frames come back before the head: tra+interpolate (default: starts as the "
-                        "training-free interpolation, for fine-tuning a pretrained model), tra (the paper's TRA), "
-                        "interpolate, nearest, or none (TPC only, seq2frame)")
-    h.add_argument("--no-recover", action="store_true", help="the same as --recover none")
-    h.add_argument("--selector", default="dpc_knn", choices=list(SELECTORS))
-    h.add_argument("--x-token-init", default="zeros", choices=["zeros", "position"],
-                   help="with --recover tra: TRA's queries start at zeros (paper) or at the model's temporal "
-                        "position embedding (taken from the --init-from weights)")
-    h.add_argument("--distill-weight", type=float, default=0.0,
-                   help="add W x MPJPE(HoT model, frozen --init-from model) to the loss (same unit as the pose "
-                        "loss: W=1 weighs the pretrained model's prediction like the ground truth)")
+    m.add_argument("--frames", type=int_at_least(1), default=None,
+                   help="window length T (num_frames; maxlen for motionbert, n_frames for motionagformer); "
+                        "default: the model's")
+
+
+def add_data_arguments(p: argparse.ArgumentParser, *, training: bool = True) -> None:
+    """The data arguments: the data set, its files, its split, the virtual cameras; with ``training``
+    also the training windows (stride, clip count, flip augmentation) and ``--test-data``."""
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="mocap", choices=["mocap", "h36m"],
                    help="mocap: a motion .npz (--data) seen through virtual cameras (default); h36m: Human3.6M "
@@ -127,25 +164,61 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--split-by", default=None, type=_split_spec, metavar="SPEC",
                    help="train/test split of --data instead of the file's own: 'every:N' (every N-th clip, counting "
                         "back from the last, is a test clip) or 'glob:PATTERN' (clips whose name matches are test)")
-    d.add_argument("--test-data", default=None, metavar="FILE",
-                   help="score on another motion .npz (cross-dataset): its test split, or all of it if it has none")
-    d.add_argument("--cameras", type=int, default=4, help="virtual cameras per clip")
-    d.add_argument("--noise-px", type=float, default=0.0, help="Gaussian noise on the 2D inputs, pixels")
-    d.add_argument("--train-stride", type=int, default=9, help="frames between training window centres")
-    d.add_argument("--max-train-clips", type=int, default=None,
-                   help="use the first N training clips (h36m: recordings x cameras), for quick runs")
-    d.add_argument("--max-test-clips", type=int, default=None, help="use the first N test clips (h36m: sequences)")
-    d.add_argument("--no-flip-augment", action="store_true", help="no horizontal-flip augmentation")
+    if training:
+        d.add_argument("--test-data", default=None, metavar="FILE",
+                       help="score on another motion .npz (cross-dataset): its test split, or all of it if it has none")
+    d.add_argument("--cameras", type=int_at_least(1), default=4, help="virtual cameras per clip")
+    d.add_argument("--noise-px", type=number_at_least(0), default=0.0, help="Gaussian noise on the 2D inputs, pixels")
+    if training:
+        d.add_argument("--train-stride", type=int_at_least(1), default=9, help="frames between training window centres")
+        d.add_argument("--max-train-clips", type=int_at_least(1), default=None,
+                       help="use the first N training clips (h36m: recordings x cameras), for quick runs")
+    d.add_argument("--max-test-clips", type=int_at_least(1), default=None,
+                   help="use the first N test clips (h36m: sequences)")
+    if training:
+        d.add_argument("--no-flip-augment", action="store_true", help="no horizontal-flip augmentation")
+
+
+def build_parser(prog: str = "hot-train") -> argparse.ArgumentParser:
+    """The ``train`` command's argument parser (its errors raise :class:`~hourglass_tokenizer.cli_support.UsageError`)."""
+    p = OneLineParser(prog=prog, description=(
+        "Train or fine-tune a video pose transformer (optionally wrapped with HoT) on Human3.6M "
+        "(VideoPose3D's files) or on 3D motion capture (a motion .npz, e.g. converted from BVH with "
+        "'python -m hourglass_tokenizer data bvh'), with 2D inputs from seeded virtual cameras. Models that "
+        "take (x, y, confidence), such as motionbert and motionagformer, get a confidence of 1."))
+    add_model_arguments(p)
+    h = p.add_argument_group("HoT")
+    h.add_argument("--hot", action="store_true", help="wrap the model with HoT")
+    h.add_argument("--prune-block", type=int_at_least(1), default=None,
+                   help="blocks before pruning (default: paper setting)")
+    h.add_argument("--tokens", type=int_at_least(1), default=None,
+                   help="representative frames kept (default: paper setting)")
+    h.add_argument("--recover", default="tra+interpolate", choices=list(RECOVERY_MODES) + ["none"],
+                   help="how pruned frames come back before the head: tra+interpolate (default: starts as the "
+                        "training-free interpolation, for fine-tuning a pretrained model), tra (the paper's TRA), "
+                        "interpolate, nearest, or none (TPC only, seq2frame)")
+    h.add_argument("--no-recover", action="store_true", help="the same as --recover none")
+    h.add_argument("--selector", default="dpc_knn", choices=list(SELECTORS))
+    h.add_argument("--x-token-init", default="zeros", choices=["zeros", "position"],
+                   help="with --recover tra: TRA's queries start at zeros (paper) or at the model's temporal "
+                        "position embedding (taken from the --init-from weights)")
+    h.add_argument("--distill-weight", type=number_at_least(0), default=0.0,
+                   help="add W x MPJPE(HoT model, frozen --init-from model) to the loss (same unit as the pose "
+                        "loss: W=1 weighs the pretrained model's prediction like the ground truth)")
+    add_data_arguments(p)
     _add_config_arguments(p.add_argument_group("optimisation (TrainConfig)"), _CLI_CONFIG_FIELDS)
     r = p.add_argument_group("run")
-    r.add_argument("--out", default=os.path.join("runs", "train"), help="checkpoint directory")
+    r.add_argument("--out", default=os.path.join("runs", "train"),
+                   help="checkpoint directory (default: runs/train); one that holds a run needs --resume or --overwrite")
+    r.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --out that holds a run, replacing its checkpoints")
     r.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="continue from a checkpoint (default: OUT/last.pt)")
     r.add_argument("--init-from", default=None,
                    help="checkpoint to start from: a plain model's (loaded, then wrapped with --hot) or a HoT "
                         "model's (wrapped with --hot, then loaded, to continue a fine-tune)")
     _add_config_arguments(r, _CLI_RUN_FIELDS)
-    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    r.add_argument("--threads", type=int_at_least(1), default=None, help="torch CPU threads")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -161,64 +234,246 @@ def _split_spec(text: str) -> str:
     return text
 
 
-def _prepare_model(model: nn.Module, args: argparse.Namespace, parser: argparse.ArgumentParser
-                   ) -> Optional[nn.Module]:
-    """Load ``--init-from`` and wrap with ``--hot``, in the documented order: a plain checkpoint is
-    loaded first and the model wrapped after it (so ``x_token_init="position"`` sees the pretrained
-    embedding); a HoT checkpoint (a fine-tune to continue) is loaded into the wrapped model. Returns
-    the distillation teacher, a copy of the model before wrapping, when ``--distill-weight`` is set."""
-    recover = False if args.no_recover or args.recover == "none" else args.recover
-    x_token_init = args.x_token_init if recover == "tra" else "zeros"
+def model_from_args(args: argparse.Namespace) -> nn.Module:
+    """The plain model ``--model``, ``--config``, ``--model-arg`` and ``--frames`` describe.
+
+    Raises:
+        UsageError: an unknown model or configuration, or constructor arguments it does not take (one line).
+    """
+    kwargs = dict(args.model_arg)
+    if args.frames is not None:
+        kwargs["num_frames" if ":" in args.model else frames_argument(args.model)] = args.frames
+    given = "".join(f" {k}={v!r}" for k, v in kwargs.items())
+    try:
+        model = build_from_spec(args.model, args.config, kwargs)
+    except (ValueError, TypeError, RuntimeError, ImportError, AttributeError, OSError, SyntaxError) as err:
+        # RuntimeError: torch refusing a size (embed_dim=-1); the others: a factory that cannot be imported.
+        raise UsageError(f"cannot build --model {args.model} --config {args.config}"
+                         f"{' with' + given if given else ''}: {one_line(err)}") from None
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"--model {args.model} returned a {type(model).__name__}, not a torch.nn.Module")
+    if ":" in args.model:
+        try:  # what save_checkpoint records, so that load_model can rebuild a factory's model
+            describe_model(model, args.model, None, kwargs)
+        except ValueError:
+            pass  # arguments that are not plain values: the checkpoint records no spec (save_checkpoint warns)
+    return model
+
+
+def _read_checkpoint(path: str, option: str, args: argparse.Namespace) -> Dict[str, Any]:
+    """The checkpoint at ``path``, read without running code; an unreadable or unsafe file is a usage error."""
+    try:
+        checkpoint = load_checkpoint(path, trusted=getattr(args, "trust_checkpoint", False))
+    except FileReadError as err:  # missing, a directory, empty, truncated, garbage, or pickling code
+        raise UsageError(f"{option}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - torch's unpickler fails on some garbage with IndexError and the like
+        raise UsageError(f"{option}: checkpoint {path!r} is not a readable torch file: truncated or another format "
+                         f"({type(err).__name__}: {one_line(err)[:120]})") from None
+    if not isinstance(checkpoint, Mapping):
+        raise UsageError(f"{option} {path}: holds a {type(checkpoint).__name__}, not a checkpoint")
+    return dict(checkpoint)
+
+
+def load_plain_weights(model: nn.Module, path: str, *, option: str = "--init-from",
+                       args: Optional[argparse.Namespace] = None) -> None:
+    """Load a plain model's checkpoint into ``model`` (see :func:`load_pretrained`), read safely.
+
+    Raises:
+        UsageError: the file cannot be read safely or holds another model (one line).
+    """
+    state = _read_checkpoint(path, option, args or argparse.Namespace())
+    try:
+        load_pretrained(model, state)
+    except CheckpointMismatchError as err:
+        raise UsageError(f"{option} {path}: {one_line(err)}") from None
+
+
+def _recover_of(args: argparse.Namespace) -> Any:
+    return False if args.no_recover or args.recover == "none" else args.recover
+
+
+def _hot_flags(hot: Any) -> str:
+    """The command-line flags that wrap a model like the recorded HoT settings ``hot`` ("" if none can)."""
+    if not isinstance(hot, Mapping) or not all(isinstance(hot.get(k), int) for k in ("prune_block", "tokens")):
+        return ""
+    recover = hot.get("recover")
+    flags = f"--hot --prune-block {hot['prune_block']} --tokens {hot['tokens']} --recover "
+    flags += "none" if recover is False else "tra" if recover is True else str(recover)
+    if isinstance(hot.get("selector"), str) and hot["selector"] != "dpc_knn":
+        flags += f" --selector {hot['selector']}"
+    return flags
+
+
+def _checked_arguments(args: argparse.Namespace) -> None:
+    """Mistakes argparse cannot see on its own, found before anything is read or built."""
+    check_device(args.device, allow_auto=True)
+    recover = _recover_of(args)
     if args.x_token_init != "zeros" and recover != "tra":
-        parser.error(f"--x-token-init {args.x_token_init} needs --recover tra (got --recover "
-                     f"{'none' if recover is False else recover})")
+        raise UsageError(f"--x-token-init {args.x_token_init} needs --recover tra (got --recover "
+                         f"{'none' if recover is False else recover})")
     if args.distill_weight and not (args.hot and args.init_from):
-        parser.error("--distill-weight needs --hot and --init-from (the teacher is the pretrained model)")
+        raise UsageError("--distill-weight needs --hot and --init-from (the teacher is the pretrained model)")
+    unused = [flag for flag, value in (("--prune-block", args.prune_block), ("--tokens", args.tokens)) if value]
+    if unused and not args.hot:
+        raise UsageError(f"{' and '.join(unused)} need --hot (without it the model is not wrapped)")
+    found = [name for name in RUN_FILES if os.path.isfile(os.path.join(args.out, name))]
+    if found and not args.resume and not args.overwrite:
+        raise UsageError(f"--out {args.out} already holds a run ({', '.join(found)}); pass --resume to continue it, "
+                         "--overwrite to start afresh and replace it, or choose another --out")
+    try:
+        check_output_dir(args.out)
+    except OutputPathError as err:
+        raise UsageError(f"--out: {err}") from None
+    check_data_arguments(args)
 
-    def wrap() -> None:
+
+def _wrap(model: nn.Module, args: argparse.Namespace) -> None:
+    recover = _recover_of(args)
+    try:
         wrap_with_hot(model, args.prune_block, args.tokens, recover=recover, selector=args.selector,
-                      x_token_init=x_token_init)
+                      x_token_init=args.x_token_init if recover == "tra" else "zeros")
+    except (ValueError, TypeError) as err:
+        numbers = f" --prune-block {args.prune_block} --tokens {args.tokens}" if args.tokens or args.prune_block else ""
+        raise UsageError(f"cannot wrap {args.model} with HoT{numbers}: {one_line(err)}") from None
 
+
+def _prepare_model(model: nn.Module, args: argparse.Namespace, init: Optional[Mapping[str, Any]]
+                   ) -> Optional[nn.Module]:
+    """Load ``--init-from`` (``init``, already read) and wrap with ``--hot``, in the documented order: a
+    plain checkpoint is loaded first and the model wrapped after it (so ``x_token_init="position"`` sees
+    the pretrained embedding); a HoT checkpoint (a fine-tune to continue) is loaded into the wrapped
+    model, whose settings must be the recorded ones. Returns the distillation teacher, a copy of the
+    model before wrapping, when ``--distill-weight`` is set."""
     teacher = None
-    if args.init_from:
-        if not os.path.exists(args.init_from):
-            parser.error(f"--init-from {args.init_from}: no such checkpoint")
-        state = _state_dict_of(args.init_from)
-        if any(k.split(".")[0] in HOT_PARAMETERS for k in state):
-            if not args.hot:
-                parser.error(f"{args.init_from} holds a HoT model; add --hot with its settings to continue it")
-            wrap()
-            model.load_state_dict(state)
-        else:
-            load_pretrained(model, state)
-            if args.distill_weight:
-                teacher = copy.deepcopy(model)
+    if init is not None:
+        where = f"--init-from {args.init_from}"
+        try:
+            if any(k.split(".")[0] in HOT_PARAMETERS for k in checkpoint_state_dict(init)):
+                if not args.hot:
+                    hint = _hot_flags(init.get("hot")) or "--hot with its settings"
+                    raise UsageError(f"{where} holds a HoT model; add {hint} to continue it")
+                _wrap(model, args)
+                load_weights(model, init, source=where)
+            else:
+                load_pretrained(model, init)
+                if args.distill_weight:
+                    teacher = copy.deepcopy(model)
+        except CheckpointMismatchError as err:
+            message = one_line(err).replace("the checkpoint", where, 1)
+            raise UsageError(message if message.startswith(where) else f"{where}: {message}") from None
         print(f"initialised from {args.init_from}", file=sys.stderr)
     if args.hot and not getattr(model, "hot", None):
-        wrap()
+        _wrap(model, args)
     return teacher
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``hot-train`` / ``python -m hourglass_tokenizer train``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _check_resumable(model: nn.Module, checkpoint: Mapping[str, Any], path: str, args: argparse.Namespace) -> None:
+    """Refuse a checkpoint that ``train`` could not continue, before any data is built: not a training
+    checkpoint, another model or HoT setting (its weights load here, as the trainer will load them), or
+    a run that already reached ``--epochs``."""
+    where = f"--resume {path}"
+    if "epoch" not in checkpoint or "model" not in checkpoint:
+        raise UsageError(f"{where}: not a checkpoint written by train (it records no epoch); start from its "
+                         "weights with --init-from instead")
+    try:
+        load_weights(model, checkpoint, source=where)
+    except CheckpointMismatchError as err:
+        hint = _hot_flags(checkpoint.get("hot"))
+        raise UsageError(one_line(err) + (f" (to continue it, pass {hint})" if hint else "")) from None
+    done = int(checkpoint["epoch"]) + 1
+    if done >= args.epochs:
+        raise UsageError(f"{where}: the run already finished epoch {done} of --epochs {args.epochs}; pass a "
+                         "larger --epochs to train on")
+
+
+def _resume_path(args: argparse.Namespace) -> Optional[str]:
+    """The checkpoint ``--resume`` names (``OUT/last.pt`` for a bare ``--resume``), or ``None``."""
+    if args.resume == "auto":
+        path = os.path.join(args.out, "last.pt")
+        return path if os.path.exists(path) else None  # the trainer says there is nothing to resume
+    return args.resume
+
+
+def _input_channels(model: nn.Module, args: argparse.Namespace) -> int:
+    """How many values per 2D keypoint the model takes: 2 (x, y) or 3 (x, y and a confidence of 1)."""
+    channels = model_input_channels(model)
+    if channels not in (2, 3):
+        raise UsageError(f"{args.model} takes {channels} values per joint; the 2D keypoints give 2 (x, y), or 3 "
+                         "with a confidence of 1: build it with 2 or 3 input channels")
+    if channels == 3:
+        print(f"{args.model} takes (x, y, confidence) per joint: the 2D keypoints get a confidence of 1",
+              file=sys.stderr)
+    return channels
+
+
+def _resume_command(prog: str, argv: Sequence[str]) -> str:
+    """``argv`` as a command that continues the run: any ``--resume [PATH]`` and ``--overwrite`` replaced
+    by a bare ``--resume`` (``OUT/last.pt``)."""
+    kept: List[str] = []
+    skip_value = False
+    for arg in argv:
+        if skip_value:
+            skip_value = False
+            if not arg.startswith("-"):
+                continue
+        if arg == "--resume":
+            skip_value = True
+            continue
+        if arg.startswith("--resume=") or arg == "--overwrite":
+            continue
+        kept.append(arg)
+    return " ".join([prog] + [shlex.quote(a) for a in kept + ["--resume"]])
+
+
+def _report_interrupt(prog: str, argv: Sequence[str], run: Dict[str, Any]) -> None:
+    args = run.get("args")
+    last = os.path.join(args.out, "last.pt") if args is not None else None
+    # A last.pt older than this run belongs to the run --overwrite is replacing: not one to continue.
+    if last and os.path.isfile(last) and (args.resume or os.path.getmtime(last) >= run["started"]):
+        try:
+            after = f" (after epoch {int(load_checkpoint(last)['epoch']) + 1})"
+        except Exception:  # noqa: BLE001 - the epoch is a courtesy; the path is the answer
+            after = ""
+        print(f"{prog}: interrupted; the last checkpoint is {last}{after}; resume with:\n  "
+              f"{_resume_command(prog, argv)}", file=sys.stderr)
+    else:
+        print(f"{prog}: interrupted before the first checkpoint was written; nothing to resume", file=sys.stderr)
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    """``hot-train`` / ``python -m hourglass_tokenizer train``.
+
+    Returns the exit status: 0; 2 after a one-line error (a command-line mistake, unreadable or
+    mismatched checkpoint, bad data, an output folder that holds a run or cannot be written); 130 after
+    Ctrl-C, with the command that resumes from the last checkpoint.
+    """
+    prog = prog or command_name("train", "hot-train")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    run: Dict[str, Any] = {"started": time.time()}
+    try:
+        return run_command(prog, lambda: _train(argv, prog, run))
+    except KeyboardInterrupt:
+        _report_interrupt(prog, argv, run)
+        return 130
+
+
+def _train(argv: Sequence[str], prog: str, run: Dict[str, Any]) -> int:
+    args = build_parser(prog).parse_args(argv)
+    _checked_arguments(args)
+    run["args"] = args
     if args.threads:
         torch.set_num_threads(args.threads)
+    init = _read_checkpoint(args.init_from, "--init-from", args) if args.init_from else None
+    resume = _resume_path(args)
+    resume_state = _read_checkpoint(resume, "--resume", args) if resume else None
     torch.manual_seed(args.seed)  # model initialisation
-    kwargs = dict(kv.split("=", 1) for kv in args.model_arg)
-    kwargs = {k: _parse_value(v) for k, v in kwargs.items()}
-    if args.frames is not None:
-        kwargs["maxlen" if args.model.lower() in ("motionbert", "dstformer") else "num_frames"] = args.frames
-    model = build_from_spec(args.model, args.config, kwargs)
-    teacher = _prepare_model(model, args, parser)
+    model = model_from_args(args)
+    channels = _input_channels(model, args)
+    teacher = _prepare_model(model, args, init)
+    if resume_state is not None:
+        _check_resumable(model, resume_state, resume, args)
     t = model_num_frames(model)
-    from ..data.readers import DataError
-    try:
-        train_set, test_set, test_by_action = make_datasets(args, t)
-    except DataError as exc:  # a user error: one line, argparse's exit status, no traceback
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+    train_set, test_set, test_by_action = make_datasets(args, t, channels)
     config = TrainConfig(**{name: getattr(args, name) for name in _CLI_CONFIG_FIELDS + _CLI_RUN_FIELDS},
                          out_dir=args.out, resume=args.resume, progress=not args.no_progress)
     started = time.time()

@@ -41,7 +41,7 @@ from .evaluation import evaluate
 from .inference import model_num_frames, select_prediction
 from .metrics import MM_PER_M, mpjpe, mpjve
 
-__all__ = ["TrainConfig", "train", "compute_loss", "DistillationLoss", "ExtraLoss"]
+__all__ = ["TrainConfig", "train", "compute_loss", "DistillationLoss", "ExtraLoss", "config_value_problem"]
 
 #: ``extra_loss(model, inputs, outputs, targets) -> scalar``, added to the training loss of every step.
 ExtraLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -94,6 +94,36 @@ class TrainConfig:
     progress: bool = True
     verbose: bool = True
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            problem = config_value_problem(field.name, getattr(self, field.name))
+            if problem:
+                raise ValueError(f"TrainConfig.{field.name}: {problem}")
+
+
+#: Smallest value of each numeric TrainConfig field and whether that value itself is allowed
+#: (``None`` is allowed where the field is Optional).
+_LOWER_BOUNDS: Dict[str, Tuple[float, bool]] = {
+    "epochs": (1, True), "batch_size": (1, True), "lr": (0, True), "lr_decay": (0, False),
+    "weight_decay": (0, True), "clip_grad": (0, True), "velocity_weight": (0, True), "steps_per_epoch": (1, True),
+    "max_steps": (1, True), "eval_every": (1, True), "eval_frame_stride": (1, True), "eval_batch_size": (1, True),
+    "num_workers": (0, True)}
+
+
+def config_value_problem(name: str, value: Any) -> Optional[str]:
+    """Why ``value`` cannot be :class:`TrainConfig`'s field ``name`` (``None`` when it can): numbers
+    must be finite and within the field's bounds (``epochs >= 1``, ``lr >= 0``, ``lr_decay > 0``...)."""
+    if name not in _LOWER_BOUNDS or value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number, got {value!r}"
+    if math.isnan(value):
+        return f"expected a number, got {value!r} (not a number)"
+    low, inclusive = _LOWER_BOUNDS[name]
+    if math.isinf(value) or value < low or (value == low and not inclusive):
+        return f"must be finite and {'at least' if inclusive else 'greater than'} {low}, got {value}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -193,6 +223,8 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
         the last step's (all-reduced) gradients.
     """
     config = config or TrainConfig()
+    if len(train_set) == 0:
+        raise ValueError("train_set is empty: there are no training windows to learn from")
     device = _resolve_device(config)
     rank, world, initialised_here = _setup_distributed(device)
     model.to(device)
@@ -250,30 +282,29 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
                 n_steps = min(n_steps, config.max_steps - steps_total)
             net.train()
             loss_sum, extra_sum, count = 0.0, 0.0, 0
-            bar = progress_bar(n_steps, f"epoch {epoch + 1}/{config.epochs}", show=show) if show else None
-            # zip stops before the loader builds a batch that would not be used.
-            for _, (x, y) in zip(range(n_steps), loader):
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                output = net(x)
-                pose_loss = compute_loss(model, output, y, config.velocity_weight)
-                loss = pose_loss
-                if extra_loss is not None:
-                    extra = extra_loss(model, x, output, y)
-                    loss = loss + extra
-                    extra_sum += float(extra.detach()) * len(x)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.clip_grad:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-                optimizer.step()
-                loss_sum += float(pose_loss.detach()) * len(x)
-                count += len(x)
-                steps_total += 1
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss_mm=f"{loss_sum / count * MM_PER_M:.1f}", refresh=False)
-            if bar is not None:
-                bar.close()
+            # The bar closes however the epoch ends (an interrupt's message then starts on its own line).
+            with progress_bar(n_steps, f"epoch {epoch + 1}/{config.epochs}", show=show) as bar:
+                # zip stops before the loader builds a batch that would not be used.
+                for _, (x, y) in zip(range(n_steps), loader):
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    output = net(x)
+                    pose_loss = compute_loss(model, output, y, config.velocity_weight)
+                    loss = pose_loss
+                    if extra_loss is not None:
+                        extra = extra_loss(model, x, output, y)
+                        loss = loss + extra
+                        extra_sum += float(extra.detach()) * len(x)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.clip_grad:
+                        nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+                    optimizer.step()
+                    loss_sum += float(pose_loss.detach()) * len(x)
+                    count += len(x)
+                    steps_total += 1
+                    if show:
+                        bar.update(1)
+                        bar.set_postfix(loss_mm=f"{loss_sum / count * MM_PER_M:.1f}", refresh=False)
             if world > 1:  # report the loss over all processes
                 totals = torch.tensor([loss_sum, extra_sum, count], dtype=torch.float64, device=device)
                 dist.all_reduce(totals)
