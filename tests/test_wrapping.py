@@ -442,7 +442,7 @@ def test_k_and_recover_settings():
     wrap_with_hot(model, **kwargs)
     model.hot.k = 4
     model(x)
-    assert model.hot.k == 4 and "k=4" in repr(model.hot._select)
+    assert model.hot.k == 4 and "k=4" in repr(model.hot.config.make_selector())
     with pytest.raises(AttributeError, match="recover=False"):
         model.hot.recover = False
 
@@ -486,7 +486,7 @@ def test_x_token_initialisation_choices():
         wrap_with_hot(unwrap_hot(model), **kwargs, x_token_init=torch.zeros(1, 5, 16))
     # A failed wrap leaves nothing behind: no hooks, no half of the new parameters.
     assert not is_hot(model) and not hasattr(model, "pos_embed_token") and not model._forward_pre_hooks
-    from hourglass_tokenizer.core.checkpoints import initial_x_token as _initial_x_token
+    from hourglass_tokenizer.core.recovery import initial_x_token as _initial_x_token
 
     with pytest.raises(ValueError, match=r"no temporal position embedding of shape \(1, 27, 16\)"):
         _initial_x_token(nn.Linear(2, 16), "position", T, 16)

@@ -1,5 +1,4 @@
-"""Checkpoints: unnesting saved state dicts, loading the official HoT code's checkpoints, and the
-start of TRA's queries (``x_token``) from a model's own weights.
+"""Checkpoints: unnesting saved state dicts and loading the official HoT code's checkpoints.
 
 The documented order for adopting HoT on a pretrained model is: load its weights into the plain
 model, then wrap. Original ``state_dict`` keys never change, and HoT's own parameters carry the
@@ -8,15 +7,14 @@ official names (``pos_embed_token``, ``x_token``, ``cross_attention.linear_q/k/v
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, Mapping
 
-import torch
 from torch import nn
 
-__all__ = ["HOT_PARAMETERS", "checkpoint_state_dict", "load_official_hot", "initial_x_token"]
+from .recovery import HOT_PARAMETERS
+from .state import HotState
 
-#: Attributes the wrapper adds to the model; their parameters appear in its ``state_dict``.
-HOT_PARAMETERS = ("pos_embed_token", "x_token", "cross_attention")
+__all__ = ["HOT_PARAMETERS", "checkpoint_state_dict", "load_official_hot"]
 
 
 def checkpoint_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
@@ -27,26 +25,6 @@ def checkpoint_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
             checkpoint = checkpoint[key]
             break
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in checkpoint.items()}
-
-
-def initial_x_token(model: nn.Module, init: Union[str, torch.Tensor], frames: int, width: int) -> torch.Tensor:
-    """TRA's starting queries ``(1, frames, width)``: ``"zeros"`` (the paper's), ``"position"`` (a copy
-    of the model's temporal position embedding as it is now) or a given tensor."""
-    if isinstance(init, torch.Tensor):
-        if tuple(init.shape) != (1, frames, width):
-            raise ValueError(f"x_token_init must have shape (1, {frames}, {width}), got {tuple(init.shape)}")
-        return init.detach().clone()
-    if init == "zeros":
-        return torch.zeros(1, frames, width)
-    if init == "position":
-        for name, p in model.named_parameters():
-            if name.split(".")[0] in HOT_PARAMETERS or not any(w in name.lower() for w in ("temp", "frame", "time")):
-                continue
-            if p.numel() == frames * width and p.shape[0] == 1 and p.shape[1] == frames and p.shape[-1] == width:
-                return p.detach().reshape(1, frames, width).clone()
-        raise ValueError(f"x_token_init='position': no temporal position embedding of shape (1, {frames}, {width}) "
-                         "found (looked for parameters named *temp*, *frame*, *time*); pass a tensor instead")
-    raise ValueError(f"x_token_init must be 'zeros', 'position' or a tensor, got {init!r}")
 
 
 def load_official_hot(model: nn.Module, state_dict: Mapping[str, Any], strict: bool = True):
@@ -64,26 +42,30 @@ def load_official_hot(model: nn.Module, state_dict: Mapping[str, Any], strict: b
     Raises:
         ValueError: the model is not wrapped, or wrapped with settings the checkpoint does not fit.
     """
-    from .wrapping import is_hot
-
-    if not is_hot(model):
+    hot = getattr(model, "hot", None)
+    if not isinstance(hot, HotState):
         raise ValueError("load_official_hot: wrap the model with wrap_with_hot first")
-    if model.hot.pending:
+    if hot.pending:
         raise ValueError("load_official_hot: the model was wrapped lazily; run one forward first, so that the HoT "
                          "parameters exist with their shapes")
     cleaned = checkpoint_state_dict(state_dict)
+    recovery = hot.config.recovery
+    present = {k.split(".")[0] for k in cleaned if k.split(".")[0] in HOT_PARAMETERS}
     token = cleaned.get("pos_embed_token")
-    if token is not None and model.hot.recover is False:
+    if token is not None and not recovery.seq2seq:
         raise ValueError("the checkpoint has pos_embed_token, which official TPC-only models do not have: it is "
                          "a seq2seq HoT checkpoint; wrap with recover='tra'")
     if token is not None and tuple(token.shape) != tuple(model.pos_embed_token.shape):
         raise ValueError(f"the checkpoint's pos_embed_token has shape {tuple(token.shape)}, the model's "
                          f"{tuple(model.pos_embed_token.shape)}: wrap with tokens={token.shape[1]}")
-    if "x_token" in cleaned and model.hot.recover != "tra":
+    if "x_token" in present and recovery.official_parameters != frozenset(HOT_PARAMETERS):
         raise ValueError(f"the checkpoint has the paper's TRA weights (x_token); wrap with recover='tra' "
-                         f"(this model has recover={model.hot.recover!r})")
-    if "x_token" not in cleaned and "pos_embed_token" not in cleaned and model.hot.recover is not False:
+                         f"(this model has recover={recovery.name!r})")
+    if not present and recovery.seq2seq:
         raise ValueError("the checkpoint has no HoT weights (no pos_embed_token, no x_token): an official TPC "
                          "checkpoint loads into a model wrapped with recover=False; a plain one needs no "
                          "load_official_hot (load it before wrapping)")
+    if recovery.official_parameters is None:
+        raise ValueError(f"the official HoT code has no recover={recovery.name!r}, so none of its checkpoints fits "
+                         "this model; wrap with recover='tra' (HoT) or recover=False (TPC)")
     return model.load_state_dict(cleaned, strict=strict)

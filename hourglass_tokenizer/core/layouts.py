@@ -7,8 +7,11 @@ channel axis ``c`` is always the last dimension and stands alone; ``"b t (j c)"`
 
 Gathering keeps the pattern and replaces ``t`` by the number of kept frames, so a block sees the
 same arrangement it was written for, only shorter in time. The pattern is parsed here only to
-validate it and to name its axes; every reshape is an ``einops`` rearrangement to and from one
-canonical view, ``b t j c``, on which frames are gathered and scattered along dimension 1.
+validate it and to name its axes. Gathering and scattering frames is one advanced-indexing op each
+(``aten.index`` / ``aten.index_put``) with an index built once per forward (:meth:`TokenLayout.frame_index`):
+no reshapes on the per-block path, which matters for small models at batch 1. Everything else
+(pooling, embeddings, per-joint sequences) is an ``einops`` rearrangement to and from one canonical
+view, ``b t j c``.
 """
 from __future__ import annotations
 
@@ -16,9 +19,13 @@ import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from torch import Tensor
 from einops import rearrange, reduce
 
-__all__ = ["TokenLayout", "KNOWN_LAYOUTS", "match_layouts"]
+__all__ = ["TokenLayout", "KNOWN_LAYOUTS", "match_layouts", "FrameIndex"]
+
+#: An advanced index over a token tensor's leading axes (``None``: the whole axis), for ``aten.index``.
+FrameIndex = List[Optional[Tensor]]
 
 _AXES = ("b", "t", "j")
 
@@ -106,6 +113,52 @@ class TokenLayout:
         dtype = torch.promote_types(full.dtype, kept.dtype)
         out = canonical.to(dtype).scatter(1, self._frame_index(idx, canonical), kept_canonical.to(dtype))
         return self._restored(out)
+
+    def frame_index(self, idx: Tensor, b: int, t: int, j: int) -> FrameIndex:
+        """The index that selects frames ``idx (b, f)`` of a tensor in this layout, keeping the layout
+        (with ``t = f``): ``take(x, index)`` gathers, ``put(full, kept, index)`` scatters.
+
+        Axes that neither hold frames nor decide which frames (the batch, when every sample keeps the
+        same frames) stay whole (``None``), so the op copies contiguous runs where it can.
+        """
+        f = idx.shape[1]
+        dims = self.groups[:-1]
+        needed = [d for d, group in enumerate(dims) if "t" in group]
+        if b > 1 and any("b" not in dims[d] for d in needed):  # which frames depends on the sample
+            needed += [d for d, group in enumerate(dims) if "b" in group]
+        low, high = min(needed), max(needed)  # advanced indices must be adjacent to keep the axis order
+        sizes = {"b": b, "t": t, "j": j}
+        canonical = {"b": torch.arange(b, device=idx.device).view(b, 1, 1), "t": idx.view(b, f, 1),
+                     "j": torch.arange(j, device=idx.device).view(1, 1, j)}
+        kept_pattern = " ".join(g[0] if len(g) == 1 else "(" + " ".join(g) + ")" for g in dims)
+        index: FrameIndex = []
+        for d, group in enumerate(dims):
+            if d < low or d > high:
+                index.append(None)
+                continue
+            linear = None
+            for name in group:
+                linear = canonical[name] if linear is None else linear * sizes[name] + canonical[name]
+            grid = linear.expand(b, f, j)
+            grid = rearrange(grid, f"b t j -> {kept_pattern}") if self.has_joints else \
+                rearrange(grid[:, :, 0], f"b t -> {kept_pattern}")
+            # Whole axes are not indexed: take position 0 along them (the index does not vary there).
+            index.append(grid[(0,) * low + (slice(None),) * (high - low + 1) + (0,) * (len(dims) - 1 - high)])
+        return index
+
+    @staticmethod
+    def take(x: Tensor, index: FrameIndex) -> Tensor:
+        """The kept frames of ``x`` (one op; see :meth:`frame_index`)."""
+        return torch.ops.aten.index(x, index)
+
+    @staticmethod
+    def put(full: Tensor, kept: Tensor, index: FrameIndex) -> Tensor:
+        """A copy of ``full`` with ``kept`` written at the frames of ``index``, in the wider of the
+        two dtypes (under autocast a block may return a wider dtype than it got)."""
+        if full.dtype != kept.dtype:
+            dtype = torch.promote_types(full.dtype, kept.dtype)
+            full, kept = full.to(dtype), kept.to(dtype)
+        return torch.ops.aten.index_put(full, index, kept)
 
     def frame_features(self, x: torch.Tensor, b: int, t: int, j: int) -> torch.Tensor:
         """One feature per frame, ``(b, t, c)``: the mean over joints (or the frame token itself)."""

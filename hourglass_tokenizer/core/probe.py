@@ -22,8 +22,8 @@ from .layouts import TokenLayout, match_layouts, parse_layouts
 from .modes import evaluation_mode
 from .presets import recognise_family
 
-__all__ = ["BlockSite", "FrameLayer", "ModelStructure", "ShapeUnknown", "probe_structure", "example_input",
-           "infer_input_shape"]
+__all__ = ["BlockSite", "FrameLayer", "ModelStructure", "ProbeOptions", "ShapeUnknown", "probe_structure",
+           "check_names", "example_input", "infer_input_shape", "token_argument", "find_block_lists"]
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -39,11 +39,9 @@ class _Call:
 
 @dataclass(frozen=True)
 class BlockSite:
-    """One block to hook: where it is, how its tokens are laid out, which arguments carry ``T``.
-
-    ``token_kwarg`` names the keyword argument that carries the tokens when the model passes them
-    by keyword (``None``: the first positional argument).
-    """
+    """One block to hook: where it is, how its tokens are laid out, which arguments carry ``T``, and
+    whether it receives the same tensor as the first block of its depth (the kept-frame embedding is
+    added to each such input)."""
 
     name: str
     module: nn.Module
@@ -51,8 +49,6 @@ class BlockSite:
     layout: TokenLayout
     frame_args: Tuple[int, ...]
     frame_kwargs: Tuple[str, ...]
-    token_kwarg: Optional[str]
-    first_at_depth: bool
     shares_first_input: bool
     #: Token streams: 1 for a block on one tensor; ``n`` for a block that takes ``n`` same-layout
     #: tensors as its first positional arguments and returns a tuple (or list) of ``n`` (MHFormer).
@@ -105,10 +101,6 @@ def token_argument(args: tuple, kwargs: dict) -> Tuple[Optional[torch.Tensor], O
         if isinstance(value, torch.Tensor):
             return value, key
     return None, None
-
-
-def _tensor_arg(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
-    return token_argument(args, kwargs)[0]
 
 
 def find_block_lists(model: nn.Module, single: bool = False) -> Dict[str, nn.Module]:
@@ -253,7 +245,7 @@ def _record_calls(model: nn.Module, example: torch.Tensor, candidates: Dict[str,
 
 
 def _layout_candidates(call: _Call, b: int, t: int, j: int) -> List[TokenLayout]:
-    x = _tensor_arg(call.args, call.kwargs)
+    x = token_argument(call.args, call.kwargs)[0]
     return [] if x is None else match_layouts(x.shape, b, t, j)
 
 
@@ -273,146 +265,218 @@ def _check_ambiguity(calls: List[_Call], overrides: Dict[str, TokenLayout], b: i
                          f"pass layouts={{{suggestion}}}")
 
 
-def probe_structure(model: nn.Module, example: torch.Tensor, blocks: Optional[Sequence[str]] = None,
-                    layouts: Optional[Mapping[str, str]] = None, recover_before: Optional[str] = None,
-                    frame_layers: Optional[Sequence[str]] = None, tpc_only: bool = False) -> ModelStructure:
+@dataclass(frozen=True)
+class ProbeOptions:
+    """The user's overrides of what the probe infers (``wrap_with_hot``'s ``blocks``, ``layouts``,
+    ``recover_before``, ``frame_layers`` and ``num_heads``)."""
+
+    blocks: Optional[Tuple[str, ...]] = None
+    layouts: Mapping[str, str] = field(default_factory=dict)
+    recover_before: Optional[str] = None
+    frame_layers: Optional[Tuple[str, ...]] = None
+    num_heads: Optional[int] = None
+
+    @classmethod
+    def from_arguments(cls, blocks: Optional[Sequence[str]], layouts: Optional[Mapping[str, str]],
+                       recover_before: Optional[str], frame_layers: Optional[Sequence[str]],
+                       num_heads: Optional[int]) -> "ProbeOptions":
+        """Type-checked options (names are checked against a model by :func:`check_names`)."""
+        if layouts is not None and not isinstance(layouts, Mapping):
+            raise TypeError(f"layouts must be a dict {{module name: pattern}}, got {type(layouts).__name__}")
+        for name, given in (("blocks", blocks), ("frame_layers", frame_layers)):
+            if given is not None and (isinstance(given, str) or not all(isinstance(n, str) for n in given)):
+                raise TypeError(f"{name} must be a list of module names, got {given!r}")
+        if num_heads is not None:
+            if isinstance(num_heads, bool) or not isinstance(num_heads, int):
+                raise TypeError(f"num_heads must be an integer, got {type(num_heads).__name__} {num_heads!r}")
+        parse_layouts(dict(layouts or {}))  # a malformed pattern fails now
+        return cls(None if blocks is None else tuple(blocks), dict(layouts or {}), recover_before,
+                   None if frame_layers is None else tuple(frame_layers), num_heads)
+
+
+def check_names(model: nn.Module, options: ProbeOptions) -> None:
+    """``blocks`` and ``recover_before`` must name modules of ``model``; checked before any forward."""
+    modules = dict(model.named_modules())
+    if options.blocks is not None:
+        missing = [n for n in options.blocks if n not in modules]
+        if missing:
+            raise ValueError(f"blocks={list(options.blocks)}: no module named {missing}; block lists found: "
+                             f"{sorted(find_block_lists(model))}")
+    elif not find_block_lists(model):
+        raise ValueError("no block list found: HoT needs the transformer blocks in an nn.ModuleList (or "
+                         "nn.Sequential) of identical modules; pass blocks=['name', ...]")
+    if options.recover_before is not None and options.recover_before not in modules:
+        raise ValueError(f"recover_before={options.recover_before!r}: the model has no module of that name; its "
+                         f"direct children are {[n for n, _ in model.named_children()]}")
+
+
+@dataclass(frozen=True)
+class _ListSpan:
+    """A usable block list in the probe's call log: its layout, the log positions of its first and
+    last block calls, and its token streams."""
+
+    layout: TokenLayout
+    first: int
+    last: int
+    streams: int
+
+
+@dataclass
+class _Probe:
+    """The probe forward's record, shared by the steps of :func:`probe_structure`."""
+
+    model: nn.Module
+    b: int
+    t: int
+    j: int
+    overrides: Dict[str, TokenLayout]
+    log: List[_Call]
+
+    def layout_of(self, owner: str, call: _Call) -> Optional[TokenLayout]:
+        if owner in self.overrides:
+            return self.overrides[owner]
+        found = _layout_candidates(call, self.b, self.t, self.j)
+        return found[0] if found else None
+
+
+def probe_structure(model: nn.Module, example: torch.Tensor, options: ProbeOptions = ProbeOptions(),
+                    tpc_only: bool = False) -> ModelStructure:
     """Run the probe forward on ``example`` ``(1, T, J, C)`` and describe the model's structure.
 
-    Args:
-        blocks: names of the block lists to prune (side by side, or one continuing the other);
-            found automatically when omitted.
-        layouts: ``{block list or module name: pattern}`` overrides of the inferred layouts.
-        recover_before: the module before which the frames are restored.
-        frame_layers: names of the layers inside the blocks that are indexed by frame position
-            (relative to a block, e.g. ``"mixer.batch_norm"``, or full names); detected when omitted.
-        tpc_only: the frames are restored by the nearest-frame fill, which may run at the output of
-            the last block when no module after the blocks takes per-frame tokens.
+    ``options`` override what is inferred (see :class:`ProbeOptions`). With ``tpc_only`` the frames
+    are restored by the nearest-frame fill, which may run at the output of the last block when no
+    module after the blocks takes per-frame tokens.
 
     Raises:
         ValueError: no usable block list, an unknown name in ``blocks``/``layouts``/``recover_before``/
             ``frame_layers``, ambiguous layouts (``T == J``) or frame-indexed layers (``T`` equal to
             the token width), or no module after the last block.
     """
+    check_names(model, options)
     b, t, j = example.shape[:3]
-    overrides = parse_layouts(dict(layouts or {}))
-    modules = dict(model.named_modules())
-    candidates = find_block_lists(model)
-    singles: Dict[str, nn.Module] = {}
-    if blocks is not None:
-        missing = [n for n in blocks if n not in modules]
-        if missing:
-            raise ValueError(f"blocks={list(blocks)}: no module named {missing}; block lists found: {sorted(candidates)}")
-        candidates = {n: model.get_submodule(n) for n in blocks}
-    else:
-        singles = find_block_lists(model, single=True)
-    if not candidates:
-        raise ValueError("no block list found: HoT needs the transformer blocks in an nn.ModuleList (or "
-                         "nn.Sequential) of identical modules; pass blocks=['name', ...]")
-    if recover_before is not None and recover_before not in modules:
-        children = [n for n, _ in model.named_children()]
-        raise ValueError(f"recover_before={recover_before!r}: the model has no module of that name; its direct "
-                         f"children are {children}")
-    extra = {recover_before: modules[recover_before]} if recover_before else {}
+    candidates = find_block_lists(model) if options.blocks is None else \
+        {n: model.get_submodule(n) for n in options.blocks}
+    singles = find_block_lists(model, single=True) if options.blocks is None else {}
     recorded = {**candidates, **singles}
+    extra = {options.recover_before: model.get_submodule(options.recover_before)} if options.recover_before else {}
     log = _record_calls(model, example, recorded, extra, _frame_sized_leaves(recorded, t))
-    unknown = sorted(set(overrides) - set(recorded) - {c.name for c in log if c.kind == "child"})
+    probe = _Probe(model, b, t, j, parse_layouts(dict(options.layouts)), log)
+    _check_layout_names(probe, recorded, candidates, options.recover_before)
+    block_calls = _block_calls(log)
+    spans, rejected = _usable_lists(probe, recorded, candidates, block_calls)
+    if options.blocks is not None and rejected:
+        raise ValueError(f"cannot use the given block lists: {rejected}")
+    chains = _chains(spans, block_calls, singles)
+    if not chains:
+        raise ValueError(f"no usable block list: candidates {sorted(candidates) or 'none'} were rejected "
+                         f"({rejected}); pass blocks=[...] and layouts={{...}}")
+    chain_spans = {head: dataclasses.replace(spans[head], last=spans[members[-1]].last)
+                   for head, members in chains.items()}
+    calls_of = {head: [pc for m in members for pc in block_calls[m]] for head, members in chains.items()}
+    group = _pruned_group(chain_spans, calls_of, t, explicit=options.blocks is not None)
+    depths = {len(calls_of[n]) for n in group}
+    if len(depths) != 1:
+        raise ValueError(f"block lists {group} run side by side but have different lengths {sorted(depths)}")
+    depth = depths.pop()
+    sites, channels_at = _sites(model, group, depth, chain_spans, calls_of, t)
+    widths = {token_argument(c.args, c.kwargs)[0].shape[-1] for h in group for _, c in calls_of[h]}
+    sites = _with_frame_layers(model, sites, log, t, widths, options.frame_layers)
+    recover_call, recover_layout, after_block = _recovery_site(probe, max(chain_spans[n].last for n in group),
+                                                               options.recover_before, tpc_only)
+    recover_width = token_argument(recover_call.args, recover_call.kwargs)[0].shape[-1]
+    takes_frames = any(s.frame_args or s.frame_kwargs for s in sites)
+    heads = options.num_heads if options.num_heads is not None else _num_heads(sites[0].module, recover_width)
+    return ModelStructure(
+        lists=tuple(m for head in group for m in chains[head]), depth=depth, sites=tuple(sites),
+        recover_name=recover_call.name, recover_module=model.get_submodule(recover_call.name),
+        recover_layout=recover_layout, frames=t, joints=j, in_channels=example.shape[3],
+        family=recognise_family([chain_spans[n].layout for n in group], takes_frames,
+                                frame_indexed=any(s.frame_layers for s in sites)),
+        heads=heads, recover_width=recover_width, channels_at=dict(channels_at), recover_after_block=after_block)
+
+
+def _check_layout_names(probe: _Probe, recorded: Dict[str, nn.Module], candidates: Dict[str, nn.Module],
+                        recover_before: Optional[str]) -> None:
+    """Unknown ``layouts`` keys are errors; with ``T == J`` every ambiguous layout is asked for at once."""
+    log = probe.log
+    unknown = sorted(set(probe.overrides) - set(recorded) - {c.name for c in log if c.kind == "child"})
     if unknown:
         called = [c.name for c in log if c.kind == "child"]
         raise ValueError(f"layouts: no block list or called module named {unknown}; block lists "
                          f"{sorted(candidates)}, modules called by forward {called}")
     block_positions = [p for p, c in enumerate(log) if c.kind == "block"]
     if block_positions:  # the blocks and the likely head: every entry the user must give, in one message
-        likely_head = _recovery_point(model, log, max(block_positions), recover_before, required=False)
+        likely_head = _recovery_point(probe.model, log, max(block_positions), recover_before, required=False)
         _check_ambiguity([c for c in log if c.kind == "block"] + ([likely_head] if likely_head else []),
-                         overrides, b, t, j)
+                         probe.overrides, probe.b, probe.t, probe.j)
 
-    def layout_of(owner: str, call: _Call) -> Optional[TokenLayout]:
-        if owner in overrides:
-            return overrides[owner]
-        found = _layout_candidates(call, b, t, j)
-        return found[0] if found else None
 
-    block_calls: Dict[str, List[Tuple[int, _Call]]] = {}
+def _block_calls(log: List[_Call]) -> Dict[str, List[Tuple[int, _Call]]]:
+    """Each recorded list's block calls with their positions in the log."""
+    calls: Dict[str, List[Tuple[int, _Call]]] = {}
     for position, call in enumerate(log):
         if call.kind == "block":
-            block_calls.setdefault(call.name.rsplit(".", 1)[0], []).append((position, call))
-    usable: Dict[str, Tuple[TokenLayout, int, int]] = {}
-    streams: Dict[str, int] = {}
-    rejected = {}
+            calls.setdefault(call.name.rsplit(".", 1)[0], []).append((position, call))
+    return calls
+
+
+def _usable_lists(probe: _Probe, recorded: Dict[str, nn.Module], candidates: Dict[str, nn.Module],
+                  block_calls: Dict[str, List[Tuple[int, _Call]]]) -> Tuple[Dict[str, _ListSpan], Dict[str, str]]:
+    """The lists whose blocks are each called once on token tensors of one layout; why the others are not."""
+    spans: Dict[str, _ListSpan] = {}
+    rejected: Dict[str, str] = {}
     for lname, lst in recorded.items():
         calls = block_calls.get(lname, [])
-        names = [c.name for _, c in calls]
         reason = None
-        if len(calls) != len(lst) or len(set(names)) != len(lst):
+        if len(calls) != len(lst) or len({c.name for _, c in calls}) != len(lst):
             reason = f"{len(calls)} calls for {len(lst)} blocks (HoT needs each block called once)"
         else:
-            found = {layout_of(lname, c) for _, c in calls}
+            found = {probe.layout_of(lname, c) for _, c in calls}
             counts = [_stream_count(c) for _, c in calls]
             if None in found or len(found) != 1:
-                shape = tuple(_tensor_arg(calls[0][1].args, calls[0][1].kwargs).shape) if calls and \
-                    _tensor_arg(calls[0][1].args, calls[0][1].kwargs) is not None else None
-                reason = (f"inputs (shape {shape}) are not token tensors over (batch={b}, frames={t}, joints={j}): "
-                          f"no axis carries the {t} frames, so their tokens are something else (frames as "
-                          "channels, or e.g. PoseFormerV2's DCT coefficients plus a few centre frames) and cannot "
-                          "be pruned frame by frame")
+                x = token_argument(calls[0][1].args, calls[0][1].kwargs)[0] if calls else None
+                shape = tuple(x.shape) if x is not None else None
+                reason = (f"inputs (shape {shape}) are not token tensors over (batch={probe.b}, frames={probe.t}, "
+                          f"joints={probe.j}): no axis carries the {probe.t} frames, so their tokens are something "
+                          "else (frames as channels, or e.g. PoseFormerV2's DCT coefficients plus a few centre "
+                          "frames) and cannot be pruned frame by frame")
             elif None in counts or len(set(counts)) != 1:
-                bad = names[counts.index(None)] if None in counts else names[0]
+                bad = calls[counts.index(None)][1].name if None in counts else calls[0][1].name
                 reason = (f"{bad} does not return one tensor of its input's shape (nor a tuple of the "
                           "same-shape tensors it takes)")
             else:
-                usable[lname] = (found.pop(), calls[0][0], calls[-1][0])
-                streams[lname] = counts[0]
+                spans[lname] = _ListSpan(found.pop(), calls[0][0], calls[-1][0], counts[0])
         if reason is not None and lname in candidates:
             rejected[lname] = reason
-    if blocks is not None and rejected:
-        raise ValueError(f"cannot use the given block lists: {rejected}")
-    chains = _chains(usable, block_calls, streams, singles)
-    if not chains:
-        raise ValueError(f"no usable block list: candidates {sorted(candidates) or 'none'} were rejected "
-                         f"({rejected}); pass blocks=[...] and layouts={{...}}")
-    spans = {head: (usable[head][0], usable[head][1], usable[members[-1]][2]) for head, members in chains.items()}
-    calls_of = {head: [pc for m in members for pc in block_calls[m]] for head, members in chains.items()}
+    return spans, rejected
 
-    group = _pruned_group(spans, calls_of, t, explicit=blocks is not None)
-    depths = {len(calls_of[n]) for n in group}
-    if len(depths) != 1:
-        raise ValueError(f"block lists {group} run side by side but have different lengths {sorted(depths)}")
-    depth = depths.pop()
-    sites, channels_at = _sites(model, group, depth, spans, calls_of, {h: streams[h] for h in group}, t)
-    widths = {_tensor_arg(c.args, c.kwargs).shape[-1] for h in group for _, c in calls_of[h]}
-    sites = _with_frame_layers(model, sites, log, t, widths, frame_layers)
-    last_block = max(spans[n][2] for n in group)
-    recover_call = _recovery_point(model, log, last_block, recover_before,
-                                   required=not tpc_only or recover_before is not None)
-    recover_layout = layout_of(recover_call.name, recover_call) if recover_call is not None else None
-    recover_after_block = False
-    if recover_layout is None and tpc_only and recover_before is None:
-        # TPC only and no per-frame module after the blocks (MHFormer's head is channels-first): fill the
-        # pruned frames at the output of the last block. Equivalent when what follows is token-wise.
-        recover_call = log[last_block]
-        recover_layout = layout_of(recover_call.name.rsplit(".", 1)[0], recover_call)
-        recover_after_block = True
-    if recover_layout is None:
-        shape = tuple(_tensor_arg(recover_call.args, recover_call.kwargs).shape)
-        raise ValueError(f"the input of {recover_call.name!r} (shape {shape}) is not a token tensor over "
-                         f"(batch={b}, frames={t}, joints={j}); pass recover_before= or layouts={{...}}")
-    recover_width = _tensor_arg(recover_call.args, recover_call.kwargs).shape[-1]
-    takes_frames = any(s.frame_args or s.frame_kwargs for s in sites)
-    members = tuple(m for head in group for m in chains[head])
-    return ModelStructure(
-        lists=members, depth=depth, sites=tuple(sites), recover_name=recover_call.name,
-        recover_module=model.get_submodule(recover_call.name), recover_layout=recover_layout, frames=t, joints=j,
-        in_channels=example.shape[3],
-        family=recognise_family([spans[n][0] for n in group], takes_frames,
-                                frame_indexed=any(s.frame_layers for s in sites)),
-        heads=_num_heads(sites[0].module, recover_width), recover_width=recover_width,
-        channels_at=dict(channels_at), recover_after_block=recover_after_block)
+
+def _recovery_site(probe: _Probe, last_block: int, recover_before: Optional[str], tpc_only: bool
+                   ) -> Tuple[_Call, TokenLayout, bool]:
+    """The call before which the frames are restored, its layout, and whether the restore runs at the
+    output of the last block instead (TPC only, when nothing after the blocks takes per-frame tokens)."""
+    call = _recovery_point(probe.model, probe.log, last_block, recover_before,
+                           required=not tpc_only or recover_before is not None)
+    layout = probe.layout_of(call.name, call) if call is not None else None
+    if layout is None and tpc_only and recover_before is None:
+        # MHFormer's head is channels-first: fill the pruned frames at the output of the last block instead.
+        # Equivalent when what follows is token-wise.
+        call = probe.log[last_block]
+        return call, probe.layout_of(call.name.rsplit(".", 1)[0], call), True
+    if layout is None:
+        shape = tuple(token_argument(call.args, call.kwargs)[0].shape)
+        raise ValueError(f"the input of {call.name!r} (shape {shape}) is not a token tensor over (batch={probe.b}, "
+                         f"frames={probe.t}, joints={probe.j}), so no module after the blocks takes per-frame "
+                         "tokens and HoT cannot restore every frame (seq2seq) there: wrap with recover=False "
+                         "(TPC only, seq2frame: the model predicts the centre frame), or pass recover_before= "
+                         "or layouts={...} naming a module that does take per-frame tokens")
+    return call, layout, False
 
 
 def _stream_count(call: _Call) -> Optional[int]:
     """1 for a block returning one tensor of its input's shape; ``n`` for a block taking ``n`` same-shape
     tensors as its first positional arguments and returning a tuple/list of ``n`` of that shape; else None."""
-    x = _tensor_arg(call.args, call.kwargs)
+    x = token_argument(call.args, call.kwargs)[0]
     out = call.output
     if isinstance(out, torch.Tensor):
         return 1 if x is not None and out.shape == x.shape else None
@@ -424,21 +488,23 @@ def _stream_count(call: _Call) -> Optional[int]:
     return None
 
 
-def _chains(usable: Dict[str, Tuple[TokenLayout, int, int]], block_calls: Dict[str, List[Tuple[int, _Call]]],
-            streams: Dict[str, int], singles: Dict[str, nn.Module]) -> Dict[str, List[str]]:
+def _chains(spans: Dict[str, _ListSpan], block_calls: Dict[str, List[Tuple[int, _Call]]],
+            singles: Dict[str, nn.Module]) -> Dict[str, List[str]]:
     """Usable lists grouped into sequences of depths: list B continues list A when B's first block takes
     A's last outputs (the very same tensors) in the same layout (MHFormer: ``SHR_blocks`` then
     ``CHI_blocks``). A list of one block only counts as such a continuation."""
     chains: Dict[str, List[str]] = {}
-    for lname in sorted(usable, key=lambda n: usable[n][1]):
-        first = block_calls[lname][0][1]
-        inputs = list(first.args[:streams[lname]])
-        head = next((h for h, members in chains.items()
-                     if usable[members[-1]][0] == usable[lname][0] and streams[members[-1]] == streams[lname]
-                     and _outputs(block_calls[members[-1]][-1][1], streams[lname]) is not None
-                     and len(inputs) == streams[lname]
-                     and all(a is o for a, o in zip(inputs, _outputs(block_calls[members[-1]][-1][1], streams[lname])))),
-                    None)
+    for lname in sorted(spans, key=lambda n: spans[n].first):
+        span = spans[lname]
+        inputs = list(block_calls[lname][0][1].args[:span.streams])
+
+        def continues(members: List[str]) -> bool:
+            tail = spans[members[-1]]
+            outputs = _outputs(block_calls[members[-1]][-1][1], span.streams)
+            return (tail.layout == span.layout and tail.streams == span.streams and outputs is not None
+                    and len(inputs) == span.streams and all(a is o for a, o in zip(inputs, outputs)))
+
+        head = next((h for h, members in chains.items() if continues(members)), None)
         if head is not None:
             chains[head].append(lname)
         elif lname not in singles:
@@ -453,53 +519,51 @@ def _outputs(call: _Call, n: int) -> Optional[tuple]:
     return tuple(out) if isinstance(out, (tuple, list)) and len(out) == n else None
 
 
-def _pruned_group(usable: Dict[str, Tuple[TokenLayout, int, int]], block_calls: Dict[str, List[Tuple[int, _Call]]],
+def _pruned_group(spans: Dict[str, _ListSpan], block_calls: Dict[str, List[Tuple[int, _Call]]],
                   t: int, explicit: bool) -> List[str]:
     """Lists whose calls interleave run side by side (one depth = one block of each); lists that run
     one after another are stages, and HoT prunes the last stage that mixes frames."""
     groups: List[List[str]] = []
-    for lname in sorted(usable, key=lambda n: usable[n][1]):
-        start = usable[lname][1]
-        if groups and any(usable[o][2] > start for o in groups[-1]):
+    for lname in sorted(spans, key=lambda n: spans[n].first):
+        if groups and any(spans[o].last > spans[lname].first for o in groups[-1]):
             groups[-1].append(lname)
         else:
             groups.append([lname])
     if explicit:
         if len(groups) != 1:
-            raise ValueError(f"blocks={sorted(usable)} run one after another, not side by side; give one stage")
+            raise ValueError(f"blocks={sorted(spans)} run one after another, not side by side; give one stage")
         return groups[0]
 
     # A '(b t) j c' block can still mix frames when it is told the frame count (MotionBERT).
     def mixes_frames(lname: str) -> bool:
-        return not usable[lname][0].is_spatial or any(
+        return not spans[lname].layout.is_spatial or any(
             type(a) is int and a == t for _, c in block_calls[lname] for a in c.args[1:] + tuple(c.kwargs.values()))
 
     temporal = [g for g in groups if any(mixes_frames(n) for n in g)]
     if not temporal:
         raise ValueError(f"no block list mixes frames (all are spatial '(b t) j c' without a frame-count "
-                         f"argument): {sorted(usable)}; pass blocks=[...] to prune anyway")
+                         f"argument): {sorted(spans)}; pass blocks=[...] to prune anyway")
     return temporal[-1]
 
 
-def _sites(model: nn.Module, group: List[str], depth: int, usable: Dict[str, Tuple[TokenLayout, int, int]],
-           calls_of: Dict[str, List[Tuple[int, _Call]]], streams: Dict[str, int], t: int
-           ) -> Tuple[List[BlockSite], Dict[int, int]]:
+def _sites(model: nn.Module, group: List[str], depth: int, spans: Dict[str, _ListSpan],
+           calls_of: Dict[str, List[Tuple[int, _Call]]], t: int) -> Tuple[List[BlockSite], Dict[int, int]]:
+    """One :class:`BlockSite` per block of the pruned group, in call order per depth, and the token
+    width at each depth."""
     sites: List[BlockSite] = []
     channels_at: Dict[int, int] = {}
     for d in range(depth):
         at_depth = sorted(((calls_of[n][d], n) for n in group), key=lambda item: item[0][0])
         first_call = at_depth[0][0][1]
-        first_input = _tensor_arg(first_call.args, first_call.kwargs)
+        first_input = token_argument(first_call.args, first_call.kwargs)[0]
         channels_at[d] = first_input.shape[-1]
         for rank, ((_, call), head) in enumerate(at_depth):
-            x, token_kwarg = token_argument(call.args, call.kwargs)
-            n = streams[head]
+            n = spans[head].streams
             sites.append(BlockSite(
-                name=call.name, module=model.get_submodule(call.name), depth=d, layout=usable[head][0],
+                name=call.name, module=model.get_submodule(call.name), depth=d, layout=spans[head].layout,
                 frame_args=tuple(i for i, a in enumerate(call.args) if i >= n and type(a) is int and a == t),
                 frame_kwargs=tuple(k for k, v in call.kwargs.items() if type(v) is int and v == t),
-                token_kwarg=token_kwarg, first_at_depth=rank == 0,
-                shares_first_input=rank == 0 or x is first_input, streams=n))
+                shares_first_input=rank == 0 or token_argument(call.args, call.kwargs)[0] is first_input, streams=n))
     return sites, channels_at
 
 
@@ -529,7 +593,7 @@ def _with_frame_layers(model: nn.Module, sites: List[BlockSite], log: List[_Call
     leaf_input: Dict[str, torch.Tensor] = {}
     for call in log:
         if call.kind == "leaf" and call.name not in leaf_input:
-            x = _tensor_arg(call.args, call.kwargs)
+            x = token_argument(call.args, call.kwargs)[0]
             if x is not None:
                 leaf_input[call.name] = x
     norms = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
@@ -591,7 +655,7 @@ def _recovery_point(model: nn.Module, log: List[_Call], last_block: int, recover
     def looks_like_head(call: _Call) -> bool:
         module = model.get_submodule(call.name)
         return (not isinstance(module, _NORMS) and any(True for _ in module.parameters())
-                and _tensor_arg(call.args, call.kwargs) is not None)
+                and token_argument(call.args, call.kwargs)[0] is not None)
 
     chosen = next((c for p, c in enumerate(log) if p > last_block and c.kind == "child" and looks_like_head(c)), None)
     if chosen is None and required:

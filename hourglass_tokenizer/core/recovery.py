@@ -1,6 +1,9 @@
 """Recovering all ``T`` frames from the ``f`` kept ones before the head.
 
-Four ways, chosen with ``wrap_with_hot(recover=...)`` (see :data:`RECOVERY_MODES`):
+Each ``recover=`` value of :func:`~hourglass_tokenizer.wrap_with_hot` is one :class:`Recovery`
+strategy (:func:`recovery_strategy`), which says which parameters it adds to the model, their
+placeholders for a lazily wrapped model, and how it restores the frames; a new recovery is one
+class here. The ways (see :data:`RECOVERY_MODES`):
 
 - ``"tra"``: the paper's token recovering attention: ``T`` learnable queries ``x_token`` attend to
   the kept tokens, ``x_token + cross_attention(x_token, kept, kept)``. Needs training.
@@ -10,20 +13,27 @@ Four ways, chosen with ``wrap_with_hot(recover=...)`` (see :data:`RECOVERY_MODES
 - ``"tra+interpolate"``: TRA as a learned correction of the interpolation: the queries are
   ``x_token + interpolation`` and the output projection starts at zero, so before any training
   it is exactly ``"interpolate"``.
+- ``False``: TPC only (seq2frame): no recovery proper; pruned frames are filled from their nearest
+  kept frame so that a head reading every frame still runs, and the centre frame is the prediction.
 
 Parameter names follow the official HoT code (``x_token``, ``cross_attention.linear_q/k/v``,
 ``cross_attention.proj``), so its checkpoints load into a model wrapped with ``recover="tra"``.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import ClassVar, Dict, FrozenSet, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parameter import UninitializedParameter
 
-__all__ = ["CrossAttention", "recover_frames", "nearest_kept_frames", "interpolate_frames", "RECOVERY_MODES",
-           "LEARNED_MODES", "resolve_recover"]
+__all__ = ["CrossAttention", "recover_frames", "nearest_kept_frames", "nearest_kept_ranks", "interpolate_frames",
+           "corrected_interpolation", "RECOVERY_MODES", "LEARNED_MODES", "HOT_PARAMETERS", "resolve_recover",
+           "recovery_strategy", "Recovery", "initial_x_token"]
+
+#: Attributes the wrapper may add to the model; their parameters appear in its ``state_dict``.
+HOT_PARAMETERS = ("pos_embed_token", "x_token", "cross_attention")
 
 #: Accepted ``recover`` strings; ``True`` means ``"tra"`` and ``False`` TPC only (no recovery, seq2frame).
 RECOVERY_MODES = ("tra", "interpolate", "nearest", "tra+interpolate")
@@ -143,16 +153,170 @@ def corrected_interpolation(x_token: torch.Tensor, cross_attention: nn.Module, k
     return queries + cross_attention(queries, kept, kept)
 
 
-def nearest_kept_frames(idx: torch.Tensor, frames: int) -> torch.Tensor:
-    """For every frame, the kept frame nearest in time (the earlier one on a tie): ``(b, frames)``.
-
-    ``idx`` is ``(b, f)`` sorted ascending. Used by TPC-only models to fill pruned frames before a
-    head that reads every frame, so the kept frames pass through unchanged.
-    """
+def nearest_kept_ranks(idx: torch.Tensor, frames: int) -> torch.Tensor:
+    """For every frame, the position in ``idx`` of the kept frame nearest in time (the earlier one on a
+    tie): ``(b, frames)``. ``idx`` is ``(b, f)`` sorted ascending."""
     t = torch.arange(frames, device=idx.device).expand(idx.shape[0], frames)
     # searchsorted(idx, t) as a count of smaller kept frames: the ONNX exporter cannot translate searchsorted.
     right = (idx[:, None, :] < t[:, :, None]).sum(dim=-1).clamp(max=idx.shape[1] - 1)
     left = (right - 1).clamp(min=0)
     right_frame, left_frame = idx.gather(1, right), idx.gather(1, left)
     use_left = (t - left_frame).abs() <= (right_frame - t).abs()
-    return torch.where(use_left, left_frame, right_frame)
+    return torch.where(use_left, left, right)
+
+
+def nearest_kept_frames(idx: torch.Tensor, frames: int) -> torch.Tensor:
+    """For every frame, the kept frame nearest in time (the earlier one on a tie): ``(b, frames)``.
+
+    ``idx`` is ``(b, f)`` sorted ascending. Used by TPC-only models to fill pruned frames before a
+    head that reads every frame, so the kept frames pass through unchanged.
+    """
+    return idx.gather(1, nearest_kept_ranks(idx, frames))
+
+
+def _per_sequence(values: torch.Tensor, sequences: int) -> torch.Tensor:
+    """``(b, ...)`` per-sample values repeated for the ``sequences // b`` sequences of each sample."""
+    return values if values.shape[0] == sequences else values.repeat_interleave(sequences // values.shape[0], dim=0)
+
+
+def initial_x_token(model: nn.Module, init: Union[str, torch.Tensor], frames: int, width: int) -> torch.Tensor:
+    """TRA's starting queries ``(1, frames, width)``: ``"zeros"`` (the paper's), ``"position"`` (a copy
+    of the model's temporal position embedding as it is now) or a given tensor."""
+    if isinstance(init, torch.Tensor):
+        if tuple(init.shape) != (1, frames, width):
+            raise ValueError(f"x_token_init must have shape (1, {frames}, {width}), got {tuple(init.shape)}")
+        return init.detach().clone()
+    if init == "zeros":
+        return torch.zeros(1, frames, width)
+    if init == "position":
+        for name, p in model.named_parameters():
+            if name.split(".")[0] in HOT_PARAMETERS or not any(w in name.lower() for w in ("temp", "frame", "time")):
+                continue
+            if p.numel() == frames * width and p.shape[0] == 1 and p.shape[1] == frames and p.shape[-1] == width:
+                return p.detach().reshape(1, frames, width).clone()
+        raise ValueError(f"x_token_init='position': no temporal position embedding of shape (1, {frames}, {width}) "
+                         "found (looked for parameters named *temp*, *frame*, *time*); pass a tensor instead")
+    raise ValueError(f"x_token_init must be 'zeros', 'position' or a tensor, got {init!r}")
+
+
+class Recovery:
+    """How the pruned frames come back before the head: one subclass per ``recover=`` value.
+
+    A strategy is stateless; the model carries its parameters (official HoT names). The wrapper, the
+    lazy set-up and checkpoint loading ask it rather than testing the mode's name.
+    """
+
+    #: The ``recover=`` value (``False`` for TPC only).
+    name: ClassVar[Union[str, bool]]
+    #: The model stays seq2seq (every frame predicted); False: seq2frame (TPC only).
+    seq2seq: ClassVar[bool] = True
+    #: Adds TRA's ``x_token`` and ``cross_attention``.
+    learned: ClassVar[bool] = False
+    #: HoT parameters an official checkpoint of this kind holds; ``None``: the official code has no
+    #: such model, so no official checkpoint fits it.
+    official_parameters: ClassVar[Optional[FrozenSet[str]]] = None
+
+    def parameter_names(self) -> Tuple[str, ...]:
+        """The attributes this strategy adds to the model."""
+        return (("pos_embed_token",) if self.seq2seq else ()) + (("x_token", "cross_attention") if self.learned else ())
+
+    def new_parameters(self, model: nn.Module, *, kept: int, kept_width: int, frames: int, width: int, heads: int,
+                       qkv_bias: bool, x_token_init: Union[str, torch.Tensor], like: torch.Tensor
+                       ) -> Dict[str, nn.Module]:
+        """Fresh parameters for a model keeping ``kept`` frames of ``frames`` (``kept_width`` channels
+        where they are chosen, ``width`` at the recovery point), on ``like``'s device and dtype."""
+        new: Dict[str, nn.Module] = {}
+        if self.seq2seq:
+            new["pos_embed_token"] = nn.Parameter(like.new_zeros(1, kept, kept_width))
+        if self.learned:
+            new["x_token"] = nn.Parameter(initial_x_token(model, x_token_init, frames, width).to(like))
+            new["cross_attention"] = CrossAttention(width, heads, qkv_bias=qkv_bias,
+                                                    zero_output=self.zero_correction).to(like)
+        return new
+
+    def placeholders(self) -> Dict[str, nn.Module]:
+        """The same attributes as ``UninitializedParameter`` s, for a model set up at its first forward."""
+        new: Dict[str, nn.Module] = {}
+        if self.seq2seq:
+            new["pos_embed_token"] = UninitializedParameter()
+        if self.learned:
+            new["x_token"] = UninitializedParameter()
+            attention = CrossAttention(1, 1)
+            for linear in (attention.linear_q, attention.linear_k, attention.linear_v, attention.proj):
+                linear.weight = UninitializedParameter()
+                linear.bias = UninitializedParameter()
+            new["cross_attention"] = attention
+        return new
+
+    def restore(self, model: nn.Module, kept: torch.Tensor, idx: torch.Tensor, frames: int) -> torch.Tensor:
+        """All ``frames`` tokens of every sequence from its kept ones: ``kept (n, f, c)`` at frames
+        ``idx (b, f)`` (``n`` a multiple of ``b``) -> ``(n, frames, c)``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class TokenRecoveringAttention(Recovery):
+    """``"tra"``: the paper's TRA, ``x_token + cross_attention(x_token, kept, kept)``."""
+
+    name = "tra"
+    learned = True
+    zero_correction = False
+    official_parameters = frozenset(HOT_PARAMETERS)
+
+    def restore(self, model, kept, idx, frames):
+        return recover_frames(model.x_token, model.cross_attention, kept)
+
+
+class CorrectedInterpolation(TokenRecoveringAttention):
+    """``"tra+interpolate"``: interpolation plus TRA as a correction that starts at exactly zero."""
+
+    name = "tra+interpolate"
+    zero_correction = True
+    official_parameters = None
+
+    def restore(self, model, kept, idx, frames):
+        return corrected_interpolation(model.x_token, model.cross_attention, kept, idx)
+
+
+class Interpolation(Recovery):
+    """``"interpolate"``: linear interpolation in time of the kept tokens (training-free)."""
+
+    name = "interpolate"
+
+    def restore(self, model, kept, idx, frames):
+        return interpolate_frames(kept, idx, frames)
+
+
+class NearestFrame(Recovery):
+    """``"nearest"``: each pruned frame copies its nearest kept frame (training-free)."""
+
+    name = "nearest"
+
+    def restore(self, model, kept, idx, frames):
+        ranks = _per_sequence(nearest_kept_ranks(idx, frames), kept.shape[0])
+        return kept.gather(1, ranks[..., None].expand(-1, -1, kept.shape[-1]))
+
+
+class TpcOnly(NearestFrame):
+    """``False``: TPC only (seq2frame), as the official TPC models: no ``pos_embed_token``; the pruned
+    frames are filled from their nearest kept frame so that the centre frame's output is the kept
+    token's own prediction."""
+
+    name = False
+    seq2seq = False
+    official_parameters = frozenset()
+
+
+_STRATEGIES = {s.name: s() for s in (TokenRecoveringAttention, CorrectedInterpolation, Interpolation, NearestFrame)}
+
+
+def recovery_strategy(recover: object) -> Recovery:
+    """The :class:`Recovery` of a ``recover=`` argument (``True`` is ``"tra"``, ``False`` TPC only).
+
+    Raises:
+        ValueError: anything else, naming the accepted values.
+    """
+    mode = resolve_recover(recover)
+    return TpcOnly() if mode is None else _STRATEGIES[mode]
