@@ -98,7 +98,8 @@ CASES = [
     ("prune-block-99", ["--hot", "--prune-block", "99", "--tokens", "3"],
      "cannot wrap mixste with HoT --prune-block 99 --tokens 3: prune_block must be", False),
     ("tokens-99", ["--hot", "--prune-block", "1", "--tokens", "99"], "tokens must be", False),
-    ("tokens-without-hot", ["--tokens", "3"], "--tokens need --hot", False),
+    ("tokens-without-hot", ["--tokens", "3"], "--tokens needs --hot", False),
+    ("numbers-without-hot", ["--prune-block", "1", "--tokens", "3"], "--prune-block and --tokens need --hot", False),
     ("batch-size-0", ["--batch-size", "0"], "argument --batch-size: must be finite and at least 1, got 0", False),
     ("frames-0", ["--frames", "0"], "argument --frames: must be at least 1, got 0", False),
     ("train-stride-0", ["--train-stride", "0"], "argument --train-stride: must be at least 1, got 0", False),
@@ -127,7 +128,8 @@ CASES = [
     ("data-missing", ["--data", "{missing}"], "--data {missing}: no such file", False),
     ("test-data-missing", ["--test-data", "{missing}"], "--test-data {missing}: no such file", False),
     ("h36m-without-dir", ["--dataset", "h36m"], "--dataset h36m needs --data-dir DIR", False),
-    ("h36m-dir-missing", ["--dataset", "h36m", "--data-dir", "{missing}"], "no such folder", False),
+    ("h36m-dir-missing", ["--dataset", "h36m", "--data-dir", "{missing}"],
+     "Human3.6M file not found: '{missing}/data_3d_h36m.npz'", True),
     ("out-is-a-file", ["--out", "{a_file}"], "--out: '{a_file}' is a file, not a folder", False),
     ("out-under-a-file", ["--out", "{a_file}/run"], "is a file, not a folder", False),
 ] + [
@@ -193,6 +195,9 @@ def test_a_folder_holding_a_run_needs_resume_or_overwrite(files, tmp_path, monke
     assert line == (f"hot-train: error: --out {run} already holds a run (best.pt); pass --resume to continue it, "
                     "--overwrite to start afresh and replace it, or choose another --out")
     assert (run / "best.pt").read_bytes() == before
+    # Continuing another checkpoint in that folder would replace its run too.
+    assert cli.main(_common(files, tmp_path) + ["--resume", files["plain"]], prog="hot-train") == 2
+    assert "holds another run (best.pt), which continuing --resume" in capsys.readouterr().err
     monkeypatch.undo()
     # --overwrite starts afresh: the new run's checkpoints replace the old ones.
     assert cli.main(_common(files, tmp_path) + ["--overwrite", "--eval-frame-stride", "5"], prog="hot-train") == 0

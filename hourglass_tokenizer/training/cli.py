@@ -315,11 +315,16 @@ def _checked_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--distill-weight needs --hot and --init-from (the teacher is the pretrained model)")
     unused = [flag for flag, value in (("--prune-block", args.prune_block), ("--tokens", args.tokens)) if value]
     if unused and not args.hot:
-        raise UsageError(f"{' and '.join(unused)} need --hot (without it the model is not wrapped)")
+        raise UsageError(f"{' and '.join(unused)} need{'s' if len(unused) == 1 else ''} --hot (without it the "
+                         "model is not wrapped)")
     found = [name for name in RUN_FILES if os.path.isfile(os.path.join(args.out, name))]
     if found and not args.resume and not args.overwrite:
         raise UsageError(f"--out {args.out} already holds a run ({', '.join(found)}); pass --resume to continue it, "
                          "--overwrite to start afresh and replace it, or choose another --out")
+    own = {os.path.realpath(os.path.join(args.out, name)) for name in RUN_FILES}
+    if found and args.resume not in (None, "auto") and os.path.realpath(args.resume) not in own and not args.overwrite:
+        raise UsageError(f"--out {args.out} holds another run ({', '.join(found)}), which continuing --resume "
+                         f"{args.resume} there would replace; pass --overwrite or choose another --out")
     try:
         check_output_dir(args.out)
     except OutputPathError as err:

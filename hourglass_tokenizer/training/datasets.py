@@ -124,15 +124,14 @@ def check_data_arguments(args: argparse.Namespace) -> None:
     """Check, before any model or data is built, that the data arguments name files that exist.
 
     Raises:
-        DataFileNotFoundError: ``--data`` (``--dataset mocap``) or ``--data-dir`` (``h36m``) is missing or
-            names nothing; the message says how to make or get the files.
+        DataFileNotFoundError: ``--data`` (``--dataset mocap``) or ``--test-data`` names no file, or
+            ``--dataset h36m`` has no ``--data-dir`` (its files are checked by their reader, whose
+            message says how to prepare them); the message says how to make or get the files.
     """
     if args.dataset == "h36m":
         if not args.data_dir:
             raise DataFileNotFoundError("--dataset h36m needs --data-dir DIR, the folder holding VideoPose3D's "
                                         "data_3d_h36m.npz and data_2d_h36m_cpn_ft_h36m_dbb.npz (or _gt)")
-        if not os.path.isdir(args.data_dir):
-            raise DataFileNotFoundError(f"--data-dir {args.data_dir}: no such folder")
     elif not args.data:
         raise DataFileNotFoundError(f"--dataset mocap needs --data FILE, a motion .npz; {MAKE_MOTION_HINT}")
     motion_files = [("--test-data", getattr(args, "test_data", None))]
