@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hourglass_tokenizer.__main__ import main as cli_main
+from test_cli_errors import read_only_folder  # noqa: F401 - a fixture
 from hourglass_tokenizer.data import JOINT_NAMES, PARENTS, DataFileNotFoundError, DataLayoutError, load_cmu
 from hourglass_tokenizer.data.bvh import (BUILTIN_JOINT_MAPS, BVHError, forward_kinematics, guess_scale,
                                           load_joint_map, parse_bvh, read_bvh, resample, resolve_joint_map,
@@ -379,20 +380,10 @@ def test_output_name_overwrite_policy_and_directories(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["a.bvh", "folder", "out.npz"]
 
 
-def test_read_only_output_folder_is_one_line(tmp_path, monkeypatch, capsys):
+def test_read_only_output_folder_is_one_line(tmp_path, read_only_folder, capsys):
     (tmp_path / "a.bvh").write_text(_bandai_six_channels())
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    if hasattr(os, "geteuid") and os.geteuid() == 0:  # root may write anyway: answer as for anyone else
-        real_access = os.access
-        monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if os.fspath(path) == str(locked)
-                            else real_access(path, mode, **kw))
-    try:
-        assert cli_main(["data", "bvh", str(tmp_path / "a.bvh"), "-o", str(locked / "o.npz")]) == 2
-        assert "is not writable" in _one_line_error(capsys)
-    finally:
-        locked.chmod(0o755)
+    assert cli_main(["data", "bvh", str(tmp_path / "a.bvh"), "-o", str(read_only_folder / "o.npz")]) == 2
+    assert "is not writable" in _one_line_error(capsys)
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch, capsys):
