@@ -135,3 +135,24 @@ def test_pck_auc_mpjpe_over_valid_frames_hand_computed():
     # 17 joints each: A 14 x 100 + 2 x 500 + pelvis 0, B 14 x 200 + 2 x 500
     assert scores["mpjpe"] == pytest.approx((2400 + 3800) / 34, rel=1e-6)
     assert "PCK 50.0 %" in format_3dhp_scores(scores)
+
+
+def test_train_command_on_3dhp_reports_pck_auc_mpjpe(data_dir, tmp_path, capsys):
+    from hourglass_tokenizer.training.cli import main
+
+    code = main(["--dataset", "3dhp", "--data-dir", data_dir, "--model", "mixste", "--config", "small", "--frames",
+                 "9", "--model-arg", "embed_dim=16", "--model-arg", "depth=1", "--epochs", "1", "--steps-per-epoch",
+                 "2", "--batch-size", "4", "--eval-frame-stride", "8", "--out", str(tmp_path / "run"), "--threads",
+                 "1", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "MPI-INF-3DHP (466 valid frames): PCK" in out  # 223 + 243 valid frames of TS1 and TS5
+
+
+def test_train_command_needs_the_3dhp_folder(capsys):
+    from hourglass_tokenizer.training.cli import main
+
+    code = main(["--dataset", "3dhp", "--model", "mixste", "--config", "small"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--dataset 3dhp needs --data-dir DIR" in err

@@ -39,7 +39,7 @@ from ..files import FileReadError, load_npz
 from .cameras import normalize_screen_coordinates
 from .readers import DataFileNotFoundError, DataLayoutError
 from .skeleton import JOINT_NAMES, NUM_JOINTS, ROOT_JOINT
-from .windows import PoseWindowDataset
+from .windows import PoseWindowDataset, with_input_channels
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -162,18 +162,22 @@ def load_3dhp_test(path: PathLike) -> List[ThreeDHPSequence]:
 
 
 def make_3dhp_datasets(data_dir: PathLike, num_frames: int, *, train_stride: int = 9, flip: bool = True,
-                       max_train_clips: Optional[int] = None, max_test_clips: Optional[int] = None
-                       ) -> Tuple[PoseWindowDataset, PoseWindowDataset, List[ThreeDHPSequence]]:
+                       max_train_clips: Optional[int] = None, max_test_clips: Optional[int] = None,
+                       input_channels: int = 2) -> Tuple[PoseWindowDataset, PoseWindowDataset, List[ThreeDHPSequence]]:
     """Training windows and test sequences from ``data_dir``'s ``data_train_3dhp.npz`` and ``data_test_3dhp.npz``.
 
     Returns ``(train PoseWindowDataset, test PoseWindowDataset, test sequences)``. The trainer's own
     evaluation scores the test set's every frame; :func:`evaluate_3dhp` on the test sequences scores the
-    valid frames only, as the benchmark does. ``max_*_clips`` keep the first few sequences (smoke tests).
+    valid frames only, as the benchmark does. ``max_*_clips`` keep the first few sequences (smoke tests);
+    ``input_channels`` 3 appends a confidence of 1 to each 2D keypoint
+    (:func:`~hourglass_tokenizer.data.windows.with_input_channels`).
     """
     train = load_3dhp_train(os.path.join(data_dir, TRAIN_FILE))[:max_train_clips]
     test = load_3dhp_test(os.path.join(data_dir, TEST_FILE))[:max_test_clips]
-    return (PoseWindowDataset([s.pair for s in train], num_frames, stride=train_stride, flip=flip),
-            PoseWindowDataset([s.pair for s in test], num_frames, stride=num_frames), test)
+    return (PoseWindowDataset(with_input_channels([s.pair for s in train], input_channels), num_frames,
+                              stride=train_stride, flip=flip),
+            PoseWindowDataset(with_input_channels([s.pair for s in test], input_channels), num_frames,
+                              stride=num_frames), test)
 
 
 def evaluate_3dhp(model: Any, sequences: Sequence[ThreeDHPSequence], *, flip: bool = False, batch_size: int = 64,
@@ -181,21 +185,24 @@ def evaluate_3dhp(model: Any, sequences: Sequence[ThreeDHPSequence], *, flip: bo
     """PCK (150 mm), AUC (0-150 mm) and MPJPE (mm) over the valid frames of ``sequences``.
 
     Each sequence is predicted whole (:func:`hourglass_tokenizer.training.inference.predict`, so the valid
-    frames see their real neighbours); predictions and targets are made relative to their pelvis; PCK
-    and AUC count the :data:`PCK_JOINTS`, MPJPE all 17. Returns ``{"pck", "auc", "mpjpe", "frames"}``.
+    frames see their real neighbours; a model taking ``x, y, confidence`` gets a confidence of 1);
+    predictions and targets are made relative to their pelvis; PCK and AUC count the :data:`PCK_JOINTS`,
+    MPJPE all 17. Returns ``{"pck", "auc", "mpjpe", "frames"}``.
     """
-    from ..training.inference import detect_seq2frame, predict
+    from ..training.inference import detect_seq2frame, model_input_channels, predict
     from ..training.metrics import auc, mpjpe, pck
 
     if not sequences:
         raise ValueError("evaluate_3dhp: no test sequences")
-    seq2frame = detect_seq2frame(model, num_frames, *sequences[0].keypoints_2d.shape[1:])
+    channels = model_input_channels(model)
+    inputs = [kp for kp, _ in with_input_channels([s.pair for s in sequences], channels)]
+    seq2frame = detect_seq2frame(model, num_frames, *inputs[0].shape[1:])
     preds, targets = [], []
-    for seq in sequences:
+    for seq, keypoints in zip(sequences, inputs):
         frames = np.flatnonzero(seq.valid)
         if not len(frames):
             continue
-        pred = predict(model, seq.keypoints_2d, flip=flip, batch_size=batch_size, num_frames=num_frames,
+        pred = predict(model, keypoints, flip=flip, batch_size=batch_size, num_frames=num_frames,
                        frames=frames, seq2frame=seq2frame)
         preds.append(pred - pred[:, ROOT_JOINT:ROOT_JOINT + 1])
         targets.append(seq.positions_3d[frames])

@@ -152,13 +152,16 @@ def add_data_arguments(p: argparse.ArgumentParser, *, training: bool = True) -> 
     """The data arguments: the data set, its files, its split, the virtual cameras; with ``training``
     also the training windows (stride, clip count, flip augmentation) and ``--test-data``."""
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default="mocap", choices=["mocap", "h36m"],
+    d.add_argument("--dataset", default="mocap", choices=["mocap", "h36m", "3dhp"],
                    help="mocap: a motion .npz (--data) seen through virtual cameras (default); h36m: Human3.6M "
-                        "from VideoPose3D's files in --data-dir, standard protocol (S1 S5 S6 S7 S8 / S9 S11)")
+                        "from VideoPose3D's files in --data-dir, standard protocol (S1 S5 S6 S7 S8 / S9 S11); 3dhp: "
+                        "MPI-INF-3DHP from data_train_3dhp.npz / data_test_3dhp.npz in --data-dir (PCK, AUC and "
+                        "MPJPE over valid test frames at the end)")
     d.add_argument("--data", default=None, metavar="FILE",
                    help="motion .npz for --dataset mocap (make one with 'python -m hourglass_tokenizer data bvh')")
     d.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="--dataset h36m: folder with data_3d_h36m.npz and the 2D file (VideoPose3D's data/)")
+                   help="--dataset h36m: folder with data_3d_h36m.npz and the 2D file (VideoPose3D's data/); "
+                        "--dataset 3dhp: folder with data_train_3dhp.npz and data_test_3dhp.npz")
     d.add_argument("--keypoints", default="cpn", choices=["cpn", "gt"],
                    help="--dataset h36m: 2D input, CPN detections (default) or ground truth")
     d.add_argument("--split-by", default=None, type=_split_spec, metavar="SPEC",
@@ -488,7 +491,12 @@ def _train(argv: Sequence[str], prog: str, run: Dict[str, Any]) -> int:
         last = history[-1]
         scores = f"test MPJPE {last['mpjpe']:.1f} mm, P-MPJPE {last['p_mpjpe']:.1f} mm" if "mpjpe" in last else ""
         print(f"done in {time.time() - started:.0f} s; {scores}; checkpoints in {args.out}")
-        if test_by_action:
+        if args.dataset == "3dhp":
+            from ..data.mpi_inf_3dhp import evaluate_3dhp, format_3dhp_scores
+            scores = evaluate_3dhp(model, test_by_action, flip=args.eval_flip, batch_size=config.eval_batch_size,
+                                   num_frames=t)
+            print(f"last epoch's model: {format_3dhp_scores(scores)}")
+        elif test_by_action:
             from .evaluation import evaluate_by_action, format_action_table
             table = evaluate_by_action(model, test_by_action, flip=args.eval_flip, batch_size=config.eval_batch_size,
                                        frame_stride=args.eval_frame_stride, num_frames=t)

@@ -12,6 +12,7 @@ import numpy as np
 from ..data import JOINT_NAMES, CMUMocap, PoseWindowDataset, load_cmu, project_clips
 from ..data.windows import with_input_channels
 from ..data.h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, load_h36m_sequences, sequences_by_action
+from ..data.mpi_inf_3dhp import TEST_FILE, load_3dhp_test, make_3dhp_datasets
 from ..data.readers import MAKE_MOTION_HINT, DataFileNotFoundError, DataLayoutError
 
 __all__ = ["make_cmu_datasets", "make_h36m_datasets", "make_datasets", "make_test_set", "check_motion",
@@ -128,14 +129,18 @@ def check_data_arguments(args: argparse.Namespace) -> None:
             ``--dataset h36m`` has no ``--data-dir`` (its files are checked by their reader, whose
             message says how to prepare them); the message says how to make or get the files.
     """
-    if args.dataset == "h36m":
+    if args.dataset == "3dhp":
+        if not args.data_dir:
+            raise DataFileNotFoundError("--dataset 3dhp needs --data-dir DIR, the folder holding data_train_3dhp.npz "
+                                        "and data_test_3dhp.npz (MPI-INF-3DHP as P-STMO and MotionAGFormer prepare it)")
+    elif args.dataset == "h36m":
         if not args.data_dir:
             raise DataFileNotFoundError("--dataset h36m needs --data-dir DIR, the folder holding VideoPose3D's "
                                         "data_3d_h36m.npz and data_2d_h36m_cpn_ft_h36m_dbb.npz (or _gt)")
     elif not args.data:
         raise DataFileNotFoundError(f"--dataset mocap needs --data FILE, a motion .npz; {MAKE_MOTION_HINT}")
     motion_files = [("--test-data", getattr(args, "test_data", None))]
-    if args.dataset != "h36m":
+    if args.dataset == "mocap":
         motion_files.insert(0, ("--data", args.data))
     for option, path in motion_files:
         if path and not os.path.isfile(path):
@@ -147,7 +152,9 @@ def make_test_set(args: argparse.Namespace, num_frames: int, input_channels: int
     test split of ``--data`` (``--split-by`` replacing the file's own), or all of it when it has none,
     through seeded virtual cameras (seed + 1, as the trainer's test set); Human3.6M: S9 and S11."""
     check_data_arguments(args)
-    if args.dataset == "h36m":
+    if args.dataset == "3dhp":
+        pairs = [s.pair for s in load_3dhp_test(os.path.join(args.data_dir, TEST_FILE))[:args.max_test_clips]]
+    elif args.dataset == "h36m":
         sequences = load_h36m_sequences(args.data_dir, TEST_SUBJECTS, keypoints=args.keypoints)[:args.max_test_clips]
         pairs = [s.pair for s in sequences]
     else:
@@ -169,6 +176,10 @@ def make_datasets(args: argparse.Namespace, num_frames: int, input_channels: int
 
 def _make_datasets(args: argparse.Namespace, num_frames: int, input_channels: int):
     check_data_arguments(args)
+    if args.dataset == "3dhp":  # the third item: the test sequences, scored on their valid frames
+        return make_3dhp_datasets(args.data_dir, num_frames, train_stride=args.train_stride,
+                                  flip=not args.no_flip_augment, max_train_clips=args.max_train_clips,
+                                  max_test_clips=args.max_test_clips, input_channels=input_channels)
     if args.dataset == "h36m":
         return make_h36m_datasets(
             args.data_dir, num_frames, keypoints=args.keypoints, train_stride=args.train_stride,
