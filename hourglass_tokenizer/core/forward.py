@@ -78,6 +78,7 @@ class _SitePlan:
     stage: int
     count: int
     selects: bool  # at the depth where its stage chooses frames
+    keeps_all: bool  # its stage keeps every frame: nothing to gather or scatter
     adds_embedding: bool
     fills_after: bool  # TPC only with no per-frame head: the nearest-frame fill runs at this block's output
 
@@ -99,6 +100,7 @@ class HotForward:
         self.plans = tuple(
             _SitePlan(site, config.stage_of(site.depth), config.tokens[config.stage_of(site.depth)],
                       selects=site.depth in config.prune_blocks,
+                      keeps_all=config.tokens[config.stage_of(site.depth)] == structure.frames,
                       adds_embedding=site.depth == first and site.shares_first_input and config.recovery.seq2seq,
                       fills_after=structure.recover_after_block and site.name == structure.recover_name)
             for site in structure.sites if site.depth >= first)
@@ -111,9 +113,15 @@ class HotForward:
         for plan in self.plans:
             handles.append(plan.site.module.register_forward_pre_hook(_BlockHook(self, plan, True), with_kwargs=True))
             handles.append(plan.site.module.register_forward_hook(_BlockHook(self, plan, False), with_kwargs=True))
-        if not self.structure.recover_after_block:
+        if not self.structure.recover_after_block and not self.restores_nothing:
             handles.append(self.structure.recover_module.register_forward_pre_hook(self.on_recover, with_kwargs=True))
         return handles
+
+    @property
+    def restores_nothing(self) -> bool:
+        """Every frame is kept and the recovery gives kept frames back unchanged: the head's input
+        needs no change (``tokens == T``, the no-pruning reference point)."""
+        return self.config.tokens[-1] == self.structure.frames and self.config.recovery.keeps_kept
 
     # -- the model's own call ------------------------------------------------------------------
     def _checks_values(self, x: torch.Tensor) -> bool:
@@ -170,7 +178,7 @@ class HotForward:
         previous = current.stages[-1] if stage else None
         if previous is not None:
             index = self._index(current, (stage - 1, layout.pattern), layout)
-            streams = [layout.take(v, index) for v in streams]
+            streams = [index.take(v) for v in streams]
         present = t if previous is None else previous.shape[1]
         parts = [layout.frame_features(v.float(), b, present, j) for v in streams]
         features = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
@@ -196,6 +204,8 @@ class HotForward:
             raise TypeError(f"HoT found no token tensor among the arguments of {site.name}")
         stage = plan.stage
         streams = list(args[:site.streams]) if site.streams > 1 else [x]
+        if plan.keeps_all:  # every frame kept: the block runs as it is, after the kept-frame embedding
+            return self._keep_all(plan, current, streams, args, kwargs, token_kwarg)
         if plan.selects and len(current.stages) == stage:
             current.stages.append(self._select_frames(streams, plan, current))
         if len(current.stages) <= stage:
@@ -203,7 +213,7 @@ class HotForward:
                                "the frames")
         layout = site.layout
         index = self._index(current, plan.index_key, layout)
-        kept = [layout.take(v, index) for v in streams]
+        kept = [index.take(v) for v in streams]
         if plan.adds_embedding:
             b, _, j = current.shape
             kept = [layout.add_frame_embedding(v, self.model.pos_embed_token, b, plan.count, j) for v in kept]
@@ -212,25 +222,38 @@ class HotForward:
             args = tuple(plan.count if i in site.frame_args else a for i, a in enumerate(args))
         if site.frame_kwargs:
             kwargs = {k: (plan.count if k in site.frame_kwargs else v) for k, v in kwargs.items()}
-        if site.streams > 1:
-            return tuple(kept) + args[site.streams:], kwargs
-        if token_kwarg is None:
-            return (kept[0],) + args[1:], kwargs
-        return args, {**kwargs, token_kwarg: kept[0]}
+        return _with_tokens(site, args, kwargs, token_kwarg, kept)
+
+    def _keep_all(self, plan: _SitePlan, current: _Pass, streams: List[torch.Tensor], args: tuple, kwargs: dict,
+                  token_kwarg: Optional[str]) -> Optional[Tuple[tuple, dict]]:
+        if plan.selects and not current.stages:
+            b, t, _ = current.shape
+            current.stages.append(torch.arange(t, device=streams[0].device).expand(b, t))
+            if self.restores_nothing:
+                self._record_indices(current)
+        if not plan.adds_embedding:
+            return None
+        b, t, j = current.shape
+        kept = [plan.site.layout.add_frame_embedding(v, self.model.pos_embed_token, b, t, j) for v in streams]
+        return _with_tokens(plan.site, args, kwargs, token_kwarg, kept)
 
     def after_block(self, plan: _SitePlan, output: Any) -> Any:
         current = getattr(self.record.local, "current", None)
         if current is None:
             return None
+        if plan.keeps_all:  # the output is already every frame's (TPC only: the fill has nothing to fill)
+            if plan.fills_after:
+                self._record_indices(current)
+            return None
         site = plan.site
         streams, index = current.full.pop(site.name)
         outputs = list(output) if site.streams > 1 else [output]
-        full = [site.layout.put(v, o, index) for v, o in zip(streams, outputs)]
+        full = [index.put(v, o) for v, o in zip(streams, outputs)]
         if plan.fills_after:
             # TPC only, no per-frame module after the blocks: fill every frame from its nearest kept one here.
             b, t, j = current.shape
             nearest = site.layout.frame_index(nearest_kept_frames(self._record_indices(current), t), b, t, j)
-            full = [site.layout.take(v, nearest) for v in full]
+            full = [nearest.take(v) for v in full]
         return type(output)(full) if site.streams > 1 else full[0]
 
     # -- recovery ------------------------------------------------------------------------------
@@ -248,12 +271,22 @@ class HotForward:
         b, t, j = current.shape
         layout = self.structure.recover_layout
         x, token_kwarg = token_argument(args, kwargs)
-        kept = layout.take(x, self._index(current, (len(current.stages) - 1, layout.pattern), layout))
+        kept = self._index(current, (len(current.stages) - 1, layout.pattern), layout).take(x)
         sequences = layout.to_sequences(kept, b, idx.shape[1], j)
         x = layout.from_sequences(self.config.recovery.restore(self.model, sequences, idx, t), b, t, j)
         if token_kwarg is None:
             return (x,) + tuple(args[1:]), kwargs
         return args, {**kwargs, token_kwarg: x}
+
+
+def _with_tokens(site: BlockSite, args: tuple, kwargs: dict, token_kwarg: Optional[str],
+                 tokens: List[torch.Tensor]) -> Tuple[tuple, dict]:
+    """The block's arguments with its token tensor(s) replaced, wherever the call passed them."""
+    if site.streams > 1:
+        return tuple(tokens) + args[site.streams:], kwargs
+    if token_kwarg is None:
+        return (tokens[0],) + args[1:], kwargs
+    return args, {**kwargs, token_kwarg: tokens[0]}
 
 
 class _BlockHook:

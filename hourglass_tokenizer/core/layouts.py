@@ -24,8 +24,7 @@ from einops import rearrange, reduce
 
 __all__ = ["TokenLayout", "KNOWN_LAYOUTS", "match_layouts", "FrameIndex"]
 
-#: An advanced index over a token tensor's leading axes (``None``: the whole axis), for ``aten.index``.
-FrameIndex = List[Optional[Tensor]]
+
 
 _AXES = ("b", "t", "j")
 
@@ -114,51 +113,40 @@ class TokenLayout:
         out = canonical.to(dtype).scatter(1, self._frame_index(idx, canonical), kept_canonical.to(dtype))
         return self._restored(out)
 
-    def frame_index(self, idx: Tensor, b: int, t: int, j: int) -> FrameIndex:
-        """The index that selects frames ``idx (b, f)`` of a tensor in this layout, keeping the layout
-        (with ``t = f``): ``take(x, index)`` gathers, ``put(full, kept, index)`` scatters.
-
-        Axes that neither hold frames nor decide which frames (the batch, when every sample keeps the
-        same frames) stay whole (``None``), so the op copies contiguous runs where it can.
-        """
+    def frame_index(self, idx: Tensor, b: int, t: int, j: int) -> "FrameIndex":
+        """Where frames ``idx (b, f)`` are in a tensor of this layout (see :class:`FrameIndex`)."""
         f = idx.shape[1]
         dims = self.groups[:-1]
-        needed = [d for d, group in enumerate(dims) if "t" in group]
-        if b > 1 and any("b" not in dims[d] for d in needed):  # which frames depends on the sample
-            needed += [d for d, group in enumerate(dims) if "b" in group]
-        low, high = min(needed), max(needed)  # advanced indices must be adjacent to keep the axis order
         sizes = {"b": b, "t": t, "j": j}
-        canonical = {"b": torch.arange(b, device=idx.device).view(b, 1, 1), "t": idx.view(b, f, 1),
-                     "j": torch.arange(j, device=idx.device).view(1, 1, j)}
+        canonical = {"b": lambda: torch.arange(b, device=idx.device).view(b, 1, 1), "t": lambda: idx.view(b, f, 1),
+                     "j": lambda: torch.arange(j, device=idx.device).view(1, 1, j)}
+
+        def linear(group: Tuple[str, ...]) -> Tensor:
+            """The group's flat position of every kept token, broadcast over canonical ``(b, f, j)``."""
+            out = None
+            for name in group:
+                out = canonical[name]() if out is None else out * sizes[name] + canonical[name]()
+            return out
+
+        axis = next(d for d, group in enumerate(dims) if "t" in group)
+        group = dims[axis]
+        if (b == 1 or "b" in group) and list(group) == sorted(group, key="btj".index):
+            # One axis holds every kept token: row-major order of (b, f, j) is the group's own order.
+            return FrameIndex(axis, linear(group).reshape(-1))
+        needed = [d for d, g in enumerate(dims) if "t" in g or "b" in g]
+        low, high = min(needed), max(needed)  # advanced indices must be adjacent to keep the axis order
         kept_pattern = " ".join(g[0] if len(g) == 1 else "(" + " ".join(g) + ")" for g in dims)
-        index: FrameIndex = []
+        index: List[Optional[Tensor]] = []
         for d, group in enumerate(dims):
             if d < low or d > high:
                 index.append(None)
                 continue
-            linear = None
-            for name in group:
-                linear = canonical[name] if linear is None else linear * sizes[name] + canonical[name]
-            grid = linear.expand(b, f, j)
+            grid = linear(group).expand(b, f, j)
             grid = rearrange(grid, f"b t j -> {kept_pattern}") if self.has_joints else \
                 rearrange(grid[:, :, 0], f"b t -> {kept_pattern}")
             # Whole axes are not indexed: take position 0 along them (the index does not vary there).
             index.append(grid[(0,) * low + (slice(None),) * (high - low + 1) + (0,) * (len(dims) - 1 - high)])
-        return index
-
-    @staticmethod
-    def take(x: Tensor, index: FrameIndex) -> Tensor:
-        """The kept frames of ``x`` (one op; see :meth:`frame_index`)."""
-        return torch.ops.aten.index(x, index)
-
-    @staticmethod
-    def put(full: Tensor, kept: Tensor, index: FrameIndex) -> Tensor:
-        """A copy of ``full`` with ``kept`` written at the frames of ``index``, in the wider of the
-        two dtypes (under autocast a block may return a wider dtype than it got)."""
-        if full.dtype != kept.dtype:
-            dtype = torch.promote_types(full.dtype, kept.dtype)
-            full, kept = full.to(dtype), kept.to(dtype)
-        return torch.ops.aten.index_put(full, index, kept)
+        return FrameIndex(None, None, index)
 
     def frame_features(self, x: torch.Tensor, b: int, t: int, j: int) -> torch.Tensor:
         """One feature per frame, ``(b, t, c)``: the mean over joints (or the frame token itself)."""
@@ -182,6 +170,40 @@ class TokenLayout:
         canonical = self._canonical(x, b, t, j)
         per_frame = embedding.reshape((1, t) + (1,) * (canonical.dim() - 3) + (embedding.shape[-1],))
         return self._restored(canonical + per_frame)
+
+
+class FrameIndex:
+    """Where the kept frames lie in a token tensor of one layout, built once per call by
+    :meth:`TokenLayout.frame_index`; :meth:`take` gathers them and :meth:`put` scatters them back,
+    one op each.
+
+    Usually one axis holds every kept token (at batch 1 always): ``axis`` and the 1-D ``positions``
+    along it (``index_select``/``index_copy``, the cheapest ops for it). When the frames differ per
+    sample and the batch is on another axis, ``advanced`` is an index over adjacent leading axes
+    (``None``: a whole axis) for ``aten.index``/``aten.index_put``.
+    """
+
+    __slots__ = ("axis", "positions", "advanced")
+
+    def __init__(self, axis: Optional[int], positions: Optional[Tensor],
+                 advanced: Optional[List[Optional[Tensor]]] = None) -> None:
+        self.axis, self.positions, self.advanced = axis, positions, advanced
+
+    def take(self, x: Tensor) -> Tensor:
+        """The kept frames of ``x``, in its layout with ``t = f``."""
+        if self.advanced is None:
+            return x.index_select(self.axis, self.positions)
+        return torch.ops.aten.index(x, self.advanced)
+
+    def put(self, full: Tensor, kept: Tensor) -> Tensor:
+        """A copy of ``full`` with ``kept`` written at the kept frames, in the wider of the two dtypes
+        (under autocast a block may return a wider dtype than it got)."""
+        if full.dtype != kept.dtype:
+            dtype = torch.promote_types(full.dtype, kept.dtype)
+            full, kept = full.to(dtype), kept.to(dtype)
+        if self.advanced is None:
+            return full.index_copy(self.axis, self.positions, kept)
+        return torch.ops.aten.index_put(full, self.advanced, kept)
 
 
 KNOWN_LAYOUTS: Tuple[TokenLayout, ...] = tuple(

@@ -135,11 +135,14 @@ def interpolate_frames(kept: torch.Tensor, idx: torch.Tensor, frames: int) -> to
     b, f = idx.shape
     if kept.shape[0] % b or kept.shape[1] != f:
         raise ValueError(f"kept tokens of shape {tuple(kept.shape)} do not fit frame indices of shape {tuple(idx.shape)}")
-    per_sample = kept.shape[0] // b
-    before, after, weight = (v.repeat_interleave(per_sample, dim=0) for v in _kept_neighbours(idx, frames))
-    c = kept.shape[-1]
-    left = kept.gather(1, before[..., None].expand(-1, -1, c))
-    right = kept.gather(1, after[..., None].expand(-1, -1, c))
+    before, after, weight = _kept_neighbours(idx, frames)
+    if b == 1:  # every sequence shares the one sample's neighbours: select along time, broadcast the weight
+        left, right = kept.index_select(1, before[0]), kept.index_select(1, after[0])
+    else:
+        before, after, weight = (_per_sequence(v, kept.shape[0]) for v in (before, after, weight))
+        c = kept.shape[-1]
+        left = kept.gather(1, before[..., None].expand(-1, -1, c))
+        right = kept.gather(1, after[..., None].expand(-1, -1, c))
     weight = weight[..., None].to(kept.dtype)
     return left * (1 - weight) + right * weight
 
@@ -215,6 +218,8 @@ class Recovery:
     #: HoT parameters an official checkpoint of this kind holds; ``None``: the official code has no
     #: such model, so no official checkpoint fits it.
     official_parameters: ClassVar[Optional[FrozenSet[str]]] = None
+    #: Kept frames come back unchanged, so with every frame kept :meth:`restore` is the identity.
+    keeps_kept: ClassVar[bool] = True
 
     def parameter_names(self) -> Tuple[str, ...]:
         """The attributes this strategy adds to the model."""
@@ -262,6 +267,7 @@ class TokenRecoveringAttention(Recovery):
 
     name = "tra"
     learned = True
+    keeps_kept = False
     zero_correction = False
     official_parameters = frozenset(HOT_PARAMETERS)
 
