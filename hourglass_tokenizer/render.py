@@ -67,7 +67,8 @@ def check_render_path(path: PathLike) -> str:
 class _Figure:
     """One figure, two panels; :meth:`draw` updates the artists and returns the RGB pixels."""
 
-    def __init__(self, width: float, height: float, radius: float, size_px: Tuple[int, int], dpi: int = 100):
+    def __init__(self, region: Tuple[float, float, float, float], radius: float, size_px: Tuple[int, int],
+                 dpi: int = 100):
         _matplotlib()
         from matplotlib.figure import Figure
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -76,15 +77,15 @@ class _Figure:
         self.canvas = FigureCanvasAgg(self.figure)
         self.ax2d = self.figure.add_subplot(1, 2, 1)
         self.ax3d = self.figure.add_subplot(1, 2, 2, projection="3d")
-        self.ax2d.set_xlim(0, width)
-        self.ax2d.set_ylim(height, 0)  # image rows grow downwards
+        self.ax2d.set_xlim(region[0], region[2])
+        self.ax2d.set_ylim(region[3], region[1])  # image rows grow downwards
         self.ax2d.set_aspect("equal")
-        self.ax2d.set_title("2D input (pixels)", fontsize=9)
+        self.ax2d.set_title("2D input (image pixels)", fontsize=9)
         self.ax2d.tick_params(labelsize=7)
         for set_lim in (self.ax3d.set_xlim, self.ax3d.set_ylim, self.ax3d.set_zlim):
             set_lim(-radius, radius)
         self.ax3d.set_box_aspect((1, 1, 1))
-        self.ax3d.view_init(elev=15, azim=-70)
+        self.ax3d.view_init(elev=15, azim=-35)  # turned from the camera, so depth shows
         self.ax3d.set_title("3D (root-relative)", fontsize=9)
         self.ax3d.tick_params(labelsize=6)
         self.lines2d = [self.ax2d.plot([], [], color=_colour(j), lw=2)[0] for j, _ in _BONES]
@@ -105,6 +106,18 @@ class _Figure:
 
     def close(self) -> None:
         self.figure.clear()
+
+
+def _region(keypoints: np.ndarray, width: float, height: float) -> Tuple[float, float, float, float]:
+    """``(x0, y0, x1, y1)`` of the 2D panel: the part of the image the keypoints cover in any frame, with a
+    margin of a tenth of its size, inside the image (a small person far away stays readable)."""
+    finite = keypoints[np.isfinite(keypoints).all(axis=-1)]
+    if not len(finite):
+        return 0.0, 0.0, float(width), float(height)
+    lo, hi = finite.min(axis=0), finite.max(axis=0)
+    margin = 0.1 * max(hi[0] - lo[0], hi[1] - lo[1], 1.0)
+    return (max(lo[0] - margin, 0.0), max(lo[1] - margin, 0.0), min(hi[0] + margin, float(width)),
+            min(hi[1] + margin, float(height)))
 
 
 def _radius(poses: np.ndarray) -> float:
@@ -133,7 +146,8 @@ def render_animation(keypoints_2d: np.ndarray, poses_3d: np.ndarray, path: PathL
     """Write a GIF or MP4 (by ``path``'s extension) of the 2D input beside the 3D skeleton.
 
     Args:
-        keypoints_2d: ``(T, 17, 2)`` pixels, drawn in a ``width`` x ``height`` image.
+        keypoints_2d: ``(T, 17, 2)`` pixels of a ``width`` x ``height`` image; the 2D panel shows the part
+            of the image the keypoints cover over the whole sequence.
         poses_3d: ``(T, 17, 3)`` camera-frame poses (any unit: the axes fit the sequence).
         fps: frames per second of the output (divided by ``step``, so the motion keeps its speed).
         step: draw every ``step``-th frame.
@@ -155,7 +169,7 @@ def render_animation(keypoints_2d: np.ndarray, poses_3d: np.ndarray, path: PathL
     ids = np.arange(len(kp)) if frame_ids is None else np.asarray(frame_ids)
     marks = np.zeros(len(kp), bool) if filled is None else np.asarray(filled, bool)
     size = _even(size_px)
-    figure = _Figure(width, height, _radius(poses), size)
+    figure = _Figure(_region(kp, width, height), _radius(poses), size)
     chosen = range(0, len(kp), step)
     rate = fps / step
 
@@ -213,7 +227,7 @@ def render_frame(keypoints_2d: np.ndarray, poses_3d: np.ndarray, path: PathLike,
         raise IndexError(f"frame {frame} outside 0..{len(kp) - 1}")
     from PIL import Image
 
-    figure = _Figure(width, height, _radius(poses), _even(size_px))
+    figure = _Figure(_region(kp, width, height), _radius(poses), _even(size_px))
     try:
         picture = figure.draw(kp[frame], poses[frame], f"frame {frame % len(kp)}")
     finally:
