@@ -46,8 +46,9 @@ def load_official_hot(model: nn.Module, state_dict: Mapping[str, Any], strict: b
     if not isinstance(hot, HotState):
         raise ValueError("load_official_hot: wrap the model with wrap_with_hot first")
     if hot.pending:
-        raise ValueError("load_official_hot: the model was wrapped lazily; run one forward first, so that the HoT "
-                         "parameters exist with their shapes")
+        raise ValueError("load_official_hot: the model was wrapped lazily (its input shape could not be inferred), so "
+                         "its HoT parameters have no shapes yet; wrap it with input_shape=(T, J, C) (frames, joints, "
+                         "channels per joint, e.g. input_shape=(243, 17, 2)), or run one forward first")
     cleaned = checkpoint_state_dict(state_dict)
     recovery = hot.config.recovery
     present = {k.split(".")[0] for k in cleaned if k.split(".")[0] in HOT_PARAMETERS}

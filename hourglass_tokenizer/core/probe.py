@@ -22,8 +22,10 @@ from .layouts import TokenLayout, match_layouts, parse_layouts
 from .modes import evaluation_mode
 from .presets import recognise_family
 
-__all__ = ["BlockSite", "FrameLayer", "ModelStructure", "ProbeOptions", "ShapeUnknown", "probe_structure",
-           "check_names", "example_input", "infer_input_shape", "token_argument", "find_block_lists"]
+__all__ = ["BlockSite", "FrameLayer", "ModelStructure", "ProbeOptions", "ShapeUnknown", "ProbeForwardError",
+           "NoPrunableBlocks",
+           "probe_structure", "check_names", "example_input", "infer_input_shape", "guess_input_shapes",
+           "token_argument", "find_block_lists"]
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -134,7 +136,15 @@ def find_block_lists(model: nn.Module, single: bool = False) -> Dict[str, nn.Mod
 
 class ShapeUnknown(ValueError):
     """The model's input shape cannot be inferred before a real input arrives (``wrap_with_hot``
-    then wraps lazily)."""
+    then tries :func:`guess_input_shapes`, and wraps lazily when none fits)."""
+
+
+class ProbeForwardError(RuntimeError):
+    """The probe forward raised: the example input does not fit the model."""
+
+
+class NoPrunableBlocks(ValueError):
+    """The probe ran, but no block list carries the input's frames on a token axis."""
 
 
 def infer_input_shape(model: nn.Module) -> Tuple[int, int, int]:
@@ -173,6 +183,36 @@ def infer_input_shape(model: nn.Module) -> Tuple[int, int, int]:
         raise ShapeUnknown("could not infer the model's input shape (frames, joints, channels); pass "
                          "input_shape=(T, J, C) or example_input=torch.randn(1, T, J, C)")
     return frames, joints or 17, channels
+
+
+def guess_input_shapes(model: nn.Module) -> List[Tuple[int, int, int]]:
+    """Input shapes ``(T, J, C)`` worth one probe forward each, when :func:`infer_input_shape` finds none.
+
+    Upstream models that store no frame count still size parameters by it: position embeddings
+    ``(1, T, c)`` under any name (MHFormer's ``pos_embed_1``), norms over a frame axis inside the
+    blocks (MotionAGFormer's temporal ``BatchNorm1d(T)``), norms over frames used as channels
+    (MHFormer's ``LayerNorm(T)``). Frame counts seen most often come first; the caller keeps the
+    first shape whose probe succeeds. Joints: 17 (Human3.6M) first; channels: 2, then 3.
+    """
+    lists = find_block_lists(model)
+    widths = {m.normalized_shape[-1] for lst in lists.values() for m in lst.modules() if isinstance(m, nn.LayerNorm)}
+    votes: Dict[int, int] = {}
+    for name, p in model.named_parameters():
+        if p.dim() in (3, 4) and p.shape[0] == 1:  # (1, N, c) / (1, N, 1, c): an embedding per frame or per joint
+            votes[p.shape[1]] = votes.get(p.shape[1], 0) + 1
+    for module in model.modules():
+        if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
+            if module.num_features not in widths:
+                votes[module.num_features] = votes.get(module.num_features, 0) + 1
+        elif isinstance(module, nn.LayerNorm) and module.normalized_shape[-1] not in widths:
+            votes[module.normalized_shape[-1]] = votes.get(module.normalized_shape[-1], 0) + 1
+    frames = sorted((n for n in votes if n > 1), key=lambda n: (-votes[n], n))
+    first_linear = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
+    channels = [2, 3] + ([first_linear.in_features] if first_linear is not None and first_linear.in_features < 8 else [])
+    channels = sorted(set(channels), key=channels.index)
+    if first_linear is not None and first_linear.in_features in (2, 3):  # the joints' embedding says which
+        channels = [first_linear.in_features]
+    return [(t, 17, c) for t in frames for c in channels]
 
 
 def example_input(model: nn.Module, given: Optional[torch.Tensor], input_shape: Optional[Sequence[int]]
@@ -236,7 +276,7 @@ def _record_calls(model: nn.Module, example: torch.Tensor, candidates: Dict[str,
         with evaluation_mode(model), torch.no_grad():
             model(example)
     except Exception as error:
-        raise RuntimeError(f"the probe forward on an input of shape {tuple(example.shape)} failed ({error}); "
+        raise ProbeForwardError(f"the probe forward on an input of shape {tuple(example.shape)} failed ({error}); "
                            "pass example_input= (or input_shape=(T, J, C)) matching your model") from error
     finally:
         for h in handles:
@@ -368,7 +408,7 @@ def probe_structure(model: nn.Module, example: torch.Tensor, options: ProbeOptio
         raise ValueError(f"cannot use the given block lists: {rejected}")
     chains = _chains(spans, block_calls, singles)
     if not chains:
-        raise ValueError(f"no usable block list: candidates {sorted(candidates) or 'none'} were rejected "
+        raise NoPrunableBlocks(f"no usable block list: candidates {sorted(candidates) or 'none'} were rejected "
                          f"({rejected}); pass blocks=[...] and layouts={{...}}")
     chain_spans = {head: dataclasses.replace(spans[head], last=spans[members[-1]].last)
                    for head, members in chains.items()}
@@ -541,7 +581,7 @@ def _pruned_group(spans: Dict[str, _ListSpan], block_calls: Dict[str, List[Tuple
 
     temporal = [g for g in groups if any(mixes_frames(n) for n in g)]
     if not temporal:
-        raise ValueError(f"no block list mixes frames (all are spatial '(b t) j c' without a frame-count "
+        raise NoPrunableBlocks(f"no block list mixes frames (all are spatial '(b t) j c' without a frame-count "
                          f"argument): {sorted(spans)}; pass blocks=[...] to prune anyway")
     return temporal[-1]
 

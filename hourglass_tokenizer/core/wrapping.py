@@ -10,6 +10,7 @@ lazily (:mod:`~hourglass_tokenizer.core.lazy`) and set up by its first forward.
 """
 from __future__ import annotations
 
+import logging
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
@@ -18,13 +19,16 @@ from torch import nn
 from .checkpoints import checkpoint_state_dict, load_official_hot
 from .config import HotConfig, Stages
 from .lazy import wrap_lazily
-from .probe import ProbeOptions, ShapeUnknown, check_names, example_input as probe_input
+from .probe import (NoPrunableBlocks, ProbeForwardError, ProbeOptions, ShapeUnknown, check_names, guess_input_shapes,
+                    example_input as probe_input)
 from .recovery import HOT_PARAMETERS
 from .selection import Selector
 from .state import HotState
 
 __all__ = ["wrap_with_hot", "unwrap_hot", "is_hot", "hot_parameters", "load_official_hot", "HotState",
            "HOT_PARAMETERS", "checkpoint_state_dict"]
+
+logger = logging.getLogger("hourglass_tokenizer")
 
 
 def wrap_with_hot(model: nn.Module, prune_block: Optional[Stages] = None, tokens: Optional[Stages] = None, *,
@@ -137,13 +141,14 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[Stages] = None, tokens
     state = HotState(model, config, options)
     try:
         try:
-            example = probe_input(model, example_input, input_shape)
+            new = state.set_up(probe_input(model, example_input, input_shape))
         except ShapeUnknown:
             if old is not None:
                 raise
             check_names(model, options)
-            return wrap_lazily(model, state)
-        new = state.set_up(example)
+            new = _set_up_on_a_guessed_shape(model, state)
+            if new is None:
+                return wrap_lazily(model, state)
     except BaseException:
         if old is not None:
             old.install()
@@ -163,6 +168,27 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[Stages] = None, tokens
         model.load_state_dict({k: v for k, v in previous.items() if k in own and own[k].shape == v.shape},
                               strict=False)
     return model
+
+
+def _set_up_on_a_guessed_shape(model: nn.Module, state: HotState) -> Optional[Dict[str, nn.Module]]:
+    """Set up on the first guessed input shape that works; ``None`` when the model runs on none of them
+    (it is then wrapped lazily). A guess on which the model runs and has prunable blocks, but the
+    wrap's settings do not fit, is the user's to fix: its error is raised when no guess works."""
+    first_error: Optional[Exception] = None
+    for shape in guess_input_shapes(model):
+        try:
+            new = state.set_up(probe_input(model, None, shape))
+        except (ProbeForwardError, NoPrunableBlocks):
+            continue
+        except ValueError as error:
+            first_error = first_error or error
+            continue
+        logger.info("input shape (T, J, C) = %s inferred from the model's parameters; pass input_shape= to choose "
+                    "another", shape)
+        return new
+    if first_error is not None:
+        raise first_error
+    return None
 
 
 def is_hot(model: nn.Module) -> bool:
