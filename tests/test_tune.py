@@ -140,3 +140,72 @@ def test_data_that_does_not_fit_the_model_is_one_clear_error():
         tune(small_model(), [(a, b[:, :15]) for a, b in walking_sequences()], progress=False)
     with pytest.raises(ValueError, match="already wrapped"):
         tune(wrap_with_hot(small_model(), 1, 3), walking_sequences(), progress=False)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def motion_file(path, joints=17):
+    """Two train and two test clips of smooth random motion, in the layout 'data bvh' writes."""
+    g = np.random.default_rng(1)
+    lengths = [30, 25, 40, 33]
+    start = g.normal(scale=0.2, size=(1, joints, 3)) + [0, 1, 0]
+    positions = np.concatenate([start + np.cumsum(g.normal(scale=0.01, size=(n, joints, 3)), 0) for n in lengths])
+    np.savez(path, positions=positions.astype(np.float32), clip_offsets=np.cumsum([0] + lengths),
+             clip_names=np.array(["a", "b", "c", "d"]), split=np.array(["train", "test", "train", "test"]),
+             fps=np.float64(50))
+    return str(path)
+
+
+def tune_command(tmp_path, *extra, out="tune", **model_overrides):
+    from hourglass_tokenizer.training import save_checkpoint
+    from hourglass_tokenizer.tuning.cli import main
+
+    ckpt = tmp_path / f"pretrained{''.join(f'_{k}{v}' for k, v in model_overrides.items())}.pt"
+    if not ckpt.exists():
+        save_checkpoint(str(ckpt), small_model(**model_overrides))
+    model_args = SMALL_ARGS + [f"--model-arg={k}={v}" for k, v in model_overrides.items()]
+    return main(["--data", motion_file(tmp_path / "motion.npz"), *model_args, "--init-from", str(ckpt),
+                 "--out", str(tmp_path / out), "--threads", "1", "--no-progress", "--prune-blocks", "1",
+                 "--tokens", "2,4,6", "--selectors", "uniform,dpc_knn", "--recovers", "interpolate", *extra])
+
+
+def test_the_command_writes_a_hot_json_that_train_and_bench_read(tmp_path, capsys):
+    assert tune_command(tmp_path, "--max-increase", "1000") == 0
+    out = capsys.readouterr().out
+    settings = json.loads((tmp_path / "tune" / "hot.json").read_text())
+    assert settings["prune_block"] == 1 and settings["tokens"] == 2  # anything goes within +1000 %
+    assert "chosen (1, 2)" in out and (tmp_path / "tune" / "tune.csv").exists()
+
+    from hourglass_tokenizer.bench.cli import main as bench
+    assert bench(["--model", "mixste", "--config", "small", "--hot-config", str(tmp_path / "tune" / "hot.json"),
+                  "--tokens", "3", "--repeats", "1", "--warmup", "0", "--threads", "1"]) == 0
+    assert "HoT (1, 3)" in capsys.readouterr().out  # a flag given on the command line wins over the file
+
+    from hourglass_tokenizer.training import load_checkpoint
+    from hourglass_tokenizer.training.cli import main as train
+    assert train(["--data", str(tmp_path / "motion.npz"), *SMALL_ARGS, "--hot-config",
+                  str(tmp_path / "tune" / "hot.json"), "--init-from", str(tmp_path / "pretrained.pt"),
+                  "--max-steps", "1", "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "ft"),
+                  "--no-progress", "--threads", "1"]) == 0
+    hot = load_checkpoint(str(tmp_path / "ft" / "last.pt"))["hot"]
+    assert {k: hot[k] for k in settings} == settings
+
+
+def test_an_impossible_budget_exits_1_with_one_line(tmp_path, capsys):
+    assert tune_command(tmp_path, "--max-increase", "-90") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no setting is within +-90 %; the best found is (1, " in err[0]
+    assert not (tmp_path / "tune" / "hot.json").exists() and (tmp_path / "tune" / "tune.csv").exists()
+
+
+def test_misfit_data_and_earlier_results_are_one_line_usage_errors(tmp_path, capsys):
+    assert tune_command(tmp_path, num_joints=16) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not fit the model" in err[0] and "17 joints" in err[0]
+    (tmp_path / "tune").mkdir()
+    (tmp_path / "tune" / "tune.csv").write_text("earlier")
+    assert tune_command(tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0]
+    assert (tmp_path / "tune" / "tune.csv").read_text() == "earlier"

@@ -43,6 +43,9 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int_at_least(1), default=None,
                    help="representative frames kept (default: the paper's setting)")
     p.add_argument("--no-recover", action="store_true", help="TPC only: no token recovering attention")
+    p.add_argument("--hot-config", default=None, metavar="FILE",
+                   help="HoT settings from a JSON file of wrap_with_hot arguments, as 'tune' writes it (hot.json); "
+                        "--prune-block, --tokens and --no-recover given here win")
     p.add_argument("--batch", type=int_at_least(1), default=1, help="clips per forward (default: 1)")
     p.add_argument("--threads", type=int_at_least(1), default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu",
@@ -95,10 +98,16 @@ def _build_pair(args: argparse.Namespace, overrides: Mapping[str, Any]):
     except (ValueError, TypeError) as err:  # TypeError: an override the constructor does not take
         raise UsageError(f"cannot build {args.model} ({args.config}): {err}") from err
     _check_input_fits(args, model)
+    args.hot_options = {}
+    if args.hot_config:
+        from ..tuning.cli import hot_config_options
+        args.hot_options = hot_config_options(args.hot_config, sys.argv[1:] if args.argv is None else args.argv)
+        args.prune_block = args.hot_options.pop("prune_block", args.prune_block)
+        args.tokens = args.hot_options.pop("tokens", args.tokens)
     numbers = {k: v for k, v in (("prune_block", args.prune_block), ("tokens", args.tokens)) if v is not None}
     # With no numbers the wrapper's presets choose the paper's setting for this architecture.
     try:
-        hot = wrap_with_hot(copy.deepcopy(model), **numbers, recover=not args.no_recover)
+        hot = wrap_with_hot(copy.deepcopy(model), **numbers, **{"recover": not args.no_recover, **args.hot_options})
     except ValueError as err:
         message = f"cannot wrap {args.model} ({args.config}) with HoT: {err}"
         if len(numbers) < 2:
@@ -199,6 +208,7 @@ def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
 def _bench(argv: Optional[List[str]], prog: str) -> int:
     args = _parser(prog, "Compare a zoo video pose transformer with its HoT-wrapped copy "
                    "(MACs, latency, throughput).").parse_args(argv)
+    args.argv = argv  # which HoT flags the command line gives itself (over --hot-config)
     _check_args(args)
     rows = _run(args, {}, f"HoT benchmark: {args.model} ({args.config} config)")
     hot = rows[1]
@@ -225,6 +235,7 @@ def _demo(argv: Optional[List[str]], prog: str) -> int:
     # on a busy machine (oversubscribed OpenMP threads stall); --threads N to change it.
     parser.set_defaults(model="mixste", repeats=10, warmup=2, threads=1)
     args = parser.parse_args(argv)
+    args.argv = argv
     _check_args(args)
     overrides = DEMO_OVERRIDES if args.model == "mixste" and args.config == "paper" else {}
     # The demo's numbers are those of the paper's MixSTE-243 setting scaled to 81 frames:

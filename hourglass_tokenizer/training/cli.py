@@ -202,6 +202,9 @@ def build_parser(prog: str = "hot-train") -> argparse.ArgumentParser:
                         "interpolate, nearest, or none (TPC only, seq2frame)")
     h.add_argument("--no-recover", action="store_true", help="the same as --recover none")
     h.add_argument("--selector", default="dpc_knn", choices=list(SELECTORS))
+    h.add_argument("--hot-config", default=None, metavar="FILE",
+                   help="wrap with HoT using the wrap_with_hot arguments in this JSON file, as 'tune' writes it "
+                        "(hot.json); implies --hot; --prune-block, --tokens, --selector and --recover given here win")
     h.add_argument("--x-token-init", default="zeros", choices=["zeros", "position"],
                    help="with --recover tra: TRA's queries start at zeros (paper) or at the model's temporal "
                         "position embedding (taken from the --init-from weights)")
@@ -467,6 +470,11 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
 
 def _train(argv: Sequence[str], prog: str, run: Dict[str, Any]) -> int:
     args = build_parser(prog).parse_args(argv)
+    if args.hot_config:
+        from ..tuning.cli import hot_config_options
+        for key, value in hot_config_options(args.hot_config, argv).items():
+            setattr(args, key, "none" if key == "recover" and value is False else value)
+        args.hot = True
     _checked_arguments(args)
     run["args"] = args
     if args.threads:

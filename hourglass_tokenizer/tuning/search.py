@@ -53,7 +53,7 @@ DEFAULT_RECOVERS = ("interpolate", "nearest")
 #: What :func:`write_results` writes into its folder.
 RESULT_FILES = ("hot.json", "tune.csv", "tune.png")
 #: Keys a ``hot.json`` may hold: keyword arguments of ``wrap_with_hot``.
-HOT_CONFIG_KEYS = ("prune_block", "tokens", "selector", "recover", "k", "seed")
+HOT_CONFIG_KEYS = ("prune_block", "tokens", "selector", "recover")
 
 
 class TuneError(ValueError):
@@ -425,7 +425,7 @@ def _plot(result: TuneResult, path: str) -> Optional[str]:
                    label=f"chosen ({c.prune_block}, {c.tokens}) {c.selector}")
     low = min(min(r.change_pct for r in result.rows), 0.0)
     high = max(3 * max(result.max_increase, 0.5), max(r.change_pct for r in front))
-    ax.set_ylim(low - 0.1 * (high - low), high)  # far-off rows (few tokens) would flatten the rest
+    ax.set_ylim(low - 0.1 * (high - low), high + 0.05 * (high - low))  # far-off rows (few tokens) would flatten the rest
     ax.set_xlabel("MACs ratio (HoT / original)")
     ax.set_ylabel("MPJPE change vs the unwrapped model (%)")
     ax.set_title(f"tune: {len(result.rows)} settings, baseline {result.baseline_mpjpe:.2f} mm")
