@@ -35,9 +35,10 @@ for path in (REPO, HERE):
         sys.path.insert(0, path)
 
 import accuracy_cmu  # noqa: E402
-from hot_variants import wrap_variant  # noqa: E402
+from hot_variants import InterpolationOnly, fit_detail_map, wrap_variant  # noqa: E402
 
 from hourglass_tokenizer.core.selection import KeyframeSelector, MotionSpacedSelector  # noqa: E402
+from hourglass_tokenizer.data import PoseWindowDataset, load_cmu, project_clips  # noqa: E402
 from hourglass_tokenizer.data.readers import CMU_ACKNOWLEDGEMENT  # noqa: E402
 from hourglass_tokenizer.files import atomic_write  # noqa: E402
 from hourglass_tokenizer.training import TrainConfig, evaluate, make_cmu_datasets, train  # noqa: E402
@@ -75,6 +76,13 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
     "uniform + residual 0.5": dict(selector="uniform", residual=0.5),
     "uniform + residual 1": dict(selector="uniform", residual=1.0),
     "uniform + cubic": dict(selector="uniform", cubic=True),
+    "keyframes on pose2d + cubic": dict(selector=KeyframeSelector(0.0), signal="pose2d", cubic=True),
+    "keyframes s1 on pose2d + cubic": dict(selector=KeyframeSelector(1.0), signal="pose2d", cubic=True),
+    "uniform + fitted residual": dict(selector="uniform", residual="fit"),
+    "uniform + fitted residual + cubic": dict(selector="uniform", residual="fit", cubic=True),
+    "uniform + per-joint fitted residual": dict(selector="uniform", residual="fit per joint"),
+    "keyframes on pose2d + fitted residual": dict(selector=KeyframeSelector(0.0), signal="pose2d", residual="fit"),
+    "interpolation only (diagnostic)": dict(selector="uniform", diagnostic=True),
 }
 
 
@@ -88,7 +96,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variant names")
     p.add_argument("--only", default=None, help="compute only these variants / fine-tuned rows (others: cache)")
     p.add_argument("--finetune", default="", help="'NAME@p:f,...' variants to fine-tune (training-free rows first)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--finetune-steps", type=int, default=600, help="as accuracy_cmu.py (fewer: smoke runs only)")
+    p.add_argument("--eval-every-steps", type=int, default=100)
+    p.add_argument("--other-data", default=None,
+                   help="a motion .npz from another source: fine-tuned rows are also scored on all of its clips")
+    p.add_argument("--seed", type=int, default=0, help="fine-tuning data order and test cameras (seed + 1)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-test-clips", type=int, default=None)
     args = p.parse_args(argv)
@@ -101,6 +113,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def base_args(args: argparse.Namespace) -> argparse.Namespace:
     """accuracy_cmu.py's options (model shape, fine-tuning schedule) for the same baseline."""
     return accuracy_cmu.parse_args(["--data", args.data, "--baseline", args.baseline, "--seed", str(args.seed),
+                                    "--finetune-steps", str(args.finetune_steps),
+                                    "--eval-every-steps", str(args.eval_every_steps),
                                     "--runs-dir", os.path.join(args.runs_dir, "accuracy_cmu")]
                                    + (["--max-test-clips", str(args.max_test_clips)] if args.max_test_clips else []))
 
@@ -129,15 +143,29 @@ def cached(path: str, key: Dict[str, Any], compute) -> Dict[str, Any]:
     return row
 
 
-def free_row(args, acc, plain, test_set, base: Dict[str, float], name: str, block: int, tokens: int
-             ) -> Dict[str, Any]:
-    options = VARIANTS[name]
+def calibration_windows(train_set, count: int = 2048) -> torch.Tensor:
+    """Evenly spread training windows (2D inputs) for the fitted residual map."""
+    step = max(1, len(train_set) // count)
+    return torch.stack([torch.as_tensor(train_set[i][0]) for i in range(0, len(train_set), step)][:count]).float()
+
+
+def free_row(args, acc, plain, test_set, base: Dict[str, float], name: str, block: int, tokens: int,
+             train_set=None) -> Dict[str, Any]:
+    options = dict(VARIANTS[name])
     started = time.time()
-    model = wrap_variant(plain, prune_block=block, tokens=tokens, **{"recover": "interpolate", **options})
+    if options.get("residual") in ("fit", "fit per joint"):
+        options["residual"] = fit_detail_map(plain, calibration_windows(train_set), block, tokens,
+                                             options.get("selector", "uniform"), signal=options.get("signal", "features"),
+                                             cubic=options.get("cubic", False),
+                                             per_joint=options["residual"] == "fit per joint")
+    if options.pop("diagnostic", False):
+        model = InterpolationOnly(plain, tokens, options.get("selector", "uniform"))
+    else:
+        model = wrap_variant(plain, prune_block=block, tokens=tokens, **{"recover": "interpolate", **options})
     scores = evaluate(model, test_set)
-    if options.get("signal") == "oracle":  # a diagnostic: charged as the same selector on the features
-        counted = wrap_variant(plain, prune_block=block, tokens=tokens, **{"recover": "interpolate", **options,
-                                                                            "signal": "features"})
+    if options.get("signal") == "oracle" or isinstance(model, InterpolationOnly):
+        # Diagnostics: charged as the same selector on the features (what a real model could run).
+        counted = wrap_variant(plain, prune_block=block, tokens=tokens, selector=options.get("selector", "uniform"))
     else:
         counted = model
     macs = accuracy_cmu.macs(counted, acc.frames) / base["macs"]
@@ -150,13 +178,16 @@ def free_row(args, acc, plain, test_set, base: Dict[str, float], name: str, bloc
     return row
 
 
-def finetune_variant(args, acc, state, train_set, test_set, base: Dict[str, float], name: str, block: int,
-                     tokens: int) -> Dict[str, Any]:
-    """accuracy_cmu.py's fine-tuning protocol (same steps, data order, learning rate) on a variant."""
-    plain = accuracy_cmu.pretrained(acc, state)
-    model = wrap_variant(plain, prune_block=block, tokens=tokens,
-                         **{"recover": "tra+interpolate", **VARIANTS[name]})
+def finetune_variant(args, acc, state, train_set, test_set, other_set, base: Dict[str, float], name: str,
+                     block: int, tokens: int) -> Dict[str, Any]:
+    """accuracy_cmu.py's fine-tuning protocol (same steps, data order, learning rate) on a variant with the
+    default recovery, or on the unwrapped baseline (``name == "control"``); also scored on ``other_set``."""
+    model = accuracy_cmu.pretrained(acc, state)
+    if name != "control":
+        model = wrap_variant(model, prune_block=block, tokens=tokens,
+                             **{"recover": "tra+interpolate", **VARIANTS[name]})
     start = evaluate(model, test_set)
+    other_start = evaluate(model, other_set)["mpjpe"] if other_set is not None else None
     chunks = max(1, acc.finetune_steps // acc.eval_every_steps)
     config = TrainConfig(epochs=chunks, steps_per_epoch=acc.eval_every_steps, batch_size=acc.batch_size,
                          lr=acc.finetune_lr, lr_decay=acc.finetune_lr_decay, eval_every=1, seed=args.seed,
@@ -164,10 +195,16 @@ def finetune_variant(args, acc, state, train_set, test_set, base: Dict[str, floa
     started = time.time()
     history = train(model, train_set, test_set, config)
     steps = [0] + [sum(h["steps"] for h in history[:i + 1]) for i in range(len(history))]
-    return {"row": f"{name}@{block}:{tokens}", "variant": name, "prune_block": block, "tokens": tokens,
-            "macs_ratio": accuracy_cmu.macs(model, acc.frames) / base["macs"], "steps": steps,
-            "mpjpe_curve": [start["mpjpe"]] + [h["mpjpe"] for h in history],
-            "p_mpjpe_curve": [start["p_mpjpe"]] + [h["p_mpjpe"] for h in history], "train_s": time.time() - started}
+    row = {"row": name if name == "control" else f"{name}@{block}:{tokens}", "variant": name,
+           "prune_block": block, "tokens": tokens,
+           "macs_ratio": accuracy_cmu.macs(model, acc.frames) / base["macs"], "steps": steps,
+           "mpjpe_curve": [start["mpjpe"]] + [h["mpjpe"] for h in history],
+           "p_mpjpe_curve": [start["p_mpjpe"]] + [h["p_mpjpe"] for h in history], "train_s": time.time() - started,
+           "other_start_mpjpe": other_start,
+           "other_final_mpjpe": evaluate(model, other_set)["mpjpe"] if other_set is not None else None}
+    print(f"[{time.strftime('%H:%M:%S')}] fine-tuned {row['row']:32s} MPJPE "
+          + " -> ".join(f"{v:.2f}" for v in row["mpjpe_curve"]) + f" mm ({row['train_s']:.0f} s)", flush=True)
+    return row
 
 
 def write_csv(path: str, rows: List[Dict[str, Any]]) -> None:
@@ -203,15 +240,31 @@ def report(args, acc, base, free: List[Dict[str, Any]], tuned: List[Dict[str, An
                 cells.append(f"{hit['vs_baseline_pct']:+.2f} %" if hit else "")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
-    if tuned:
-        write_csv(os.path.join(args.out_dir, "frontier_cmu_finetune.csv"),
-                  [{k: v for k, v in r.items() if not isinstance(v, list)} | {"final_mpjpe_mm": r["mpjpe_curve"][-1]}
-                   for r in tuned])
-        lines += ["## Fine-tuned", "", "| row | MACs ratio | start mm | final mm | vs control |", "|---|---|---|---|---|"]
-        for r in tuned:
-            vs = 100 * (r["mpjpe_curve"][-1] / control["mpjpe_curve"][-1] - 1) if control else float("nan")
-            lines.append(f"| {r['row']} | {r['macs_ratio']:.2f} | {r['mpjpe_curve'][0]:.2f} | "
-                         f"{r['mpjpe_curve'][-1]:.2f} | {vs:+.2f} % |")
+    if tuned and control:
+        flat = []
+        for r in [control] + tuned:
+            final, other = r["mpjpe_curve"][-1], r.get("other_final_mpjpe")
+            flat.append({"row": r["row"], "prune_block": r["prune_block"], "tokens": r["tokens"],
+                         "macs_ratio": r["macs_ratio"], "start_mpjpe_mm": r["mpjpe_curve"][0], "final_mpjpe_mm": final,
+                         "vs_control_pct": 100 * (final / control["mpjpe_curve"][-1] - 1),
+                         "other_start_mpjpe_mm": r.get("other_start_mpjpe") or float("nan"),
+                         "other_final_mpjpe_mm": other or float("nan"),
+                         "other_vs_control_pct": 100 * (other / control["other_final_mpjpe"] - 1) if other else float("nan"),
+                         "train_s": r["train_s"],
+                         "curve": " ".join(f"{s}:{v:.2f}" for s, v in zip(r["steps"], r["mpjpe_curve"]))})
+        write_csv(os.path.join(args.out_dir, "frontier_cmu_finetune.csv"), flat)
+        lines += ["## Fine-tuned", "",
+                  f"accuracy_cmu.py's protocol: {acc.finetune_steps} steps of {acc.batch_size} windows from the baseline, "
+                  f"same data order (seed {args.seed}), recovery `tra+interpolate`; the control is the unwrapped "
+                  "baseline trained the same way. "
+                  + (f"`other source`: every clip of `{os.path.basename(args.other_data)}` through the test cameras."
+                     if args.other_data else ""), "",
+                  "| row | MACs ratio | start mm | final mm | vs control | other source: start mm | final mm | vs control |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in flat:
+            lines.append(f"| {r['row']} | {r['macs_ratio']:.2f} | {r['start_mpjpe_mm']:.2f} | {r['final_mpjpe_mm']:.2f} | "
+                         f"{r['vs_control_pct']:+.2f} % | {r['other_start_mpjpe_mm']:.2f} | "
+                         f"{r['other_final_mpjpe_mm']:.2f} | {r['other_vs_control_pct']:+.2f} % |")
         lines.append("")
     lines += ["## Acknowledgement", "", CMU_ACKNOWLEDGEMENT, ""]
     with atomic_write(os.path.join(args.out_dir, "frontier_cmu.md")) as tmp, open(tmp, "w") as fh:
@@ -228,7 +281,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     state = accuracy_cmu.baseline_state(acc, train_set, test_set)
     plain = accuracy_cmu.pretrained(acc, state)
     key = cache_key(args)
-    base = cached(os.path.join(args.runs_dir, "baseline.json"), key, lambda: {
+    runs = os.path.join(args.runs_dir, f"seed{args.seed}")
+    base = cached(os.path.join(runs, "baseline.json"), key, lambda: {
         **{k: v for k, v in evaluate(plain, test_set).items() if k in ("mpjpe", "p_mpjpe", "frames")},
         "macs": accuracy_cmu.macs(plain, acc.frames)})
     print(f"baseline: MPJPE {base['mpjpe']:.2f} mm on {base['frames']} frames", flush=True)
@@ -236,25 +290,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     free = []
     for block, tokens in map(accuracy_cmu.setting, args.settings.split(",")):
         for name in args.variants.split(","):
-            path = os.path.join(args.runs_dir, "free", f"{block}_{tokens}__{name.replace(' ', '_')}.json")
+            path = os.path.join(runs, "free", f"{block}_{tokens}__{name.replace(' ', '_')}.json")
             if only is not None and name not in only and not os.path.exists(path):
                 continue
             row = cached(path, {**key, "variant": name, "options": option_text(VARIANTS[name])},
-                         lambda: free_row(args, acc, plain, test_set, base, name, block, tokens))
+                         lambda: free_row(args, acc, plain, test_set, base, name, block, tokens, train_set))
             free.append(row)
     tuned, control = [], None
-    if args.finetune:
-        control_path = os.path.join(acc.runs_dir, "finetune", "control.json")
-        control = cached(control_path, {**key, "steps": acc.finetune_steps}, lambda: accuracy_cmu.finetune_row(
-            acc, "control", None, 0.0, state, train_set, test_set, base["macs"]))
-        for spec in args.finetune.split(","):
-            name, setting = spec.rsplit("@", 1)
-            block, tokens = accuracy_cmu.setting(setting)
-            path = os.path.join(args.runs_dir, "finetune", f"{block}_{tokens}__{name.replace(' ', '_')}.json")
-            if only is not None and spec not in only and not os.path.exists(path):
-                continue
-            tuned.append(cached(path, {**key, "steps": acc.finetune_steps}, lambda: finetune_variant(
-                args, acc, state, train_set, test_set, base, name, block, tokens)))
+    other_set = None
+    if args.other_data:
+        other_set = PoseWindowDataset(project_clips(load_cmu(args.other_data).clips(None), acc.cameras, args.seed + 1),
+                                      acc.frames, stride=acc.frames)
+    specs = [s for s in args.finetune.split(",") if s.strip()]
+    if specs:
+        specs = ["control@0:0"] + specs
+    for spec in specs:
+        name, setting = spec.rsplit("@", 1)
+        block, tokens = accuracy_cmu.setting(setting)
+        path = os.path.join(runs, "finetune", f"{block}_{tokens}__{name.replace(' ', '_')}.json")
+        if only is not None and spec not in only and name != "control" and not os.path.exists(path):
+            continue
+        row = cached(path, {**key, "steps": acc.finetune_steps, "other": args.other_data,
+                            "options": option_text(VARIANTS.get(name, {}))},
+                     lambda: finetune_variant(args, acc, state, train_set, test_set, other_set, base, name, block,
+                                              tokens))
+        if name == "control":
+            control = row
+        else:
+            tuned.append(row)
     report(args, acc, base, free, tuned, control)
     return 0
 

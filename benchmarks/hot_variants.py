@@ -61,7 +61,7 @@ class SignalSelector:
 
 def wrap_variant(plain: nn.Module, *, prune_block: int, tokens: int, recover: str = "interpolate",
                  selector: Any = "uniform", signal: str = "features", merge: Optional[str] = None,
-                 residual: float = 0.0, cubic: bool = False, **wrap_options: Any) -> nn.Module:
+                 residual: Any = 0.0, cubic: bool = False, **wrap_options: Any) -> nn.Module:
     """``wrap_with_hot`` on a deep copy of ``plain`` (a built-in MixSTE), plus the prototype hooks above.
 
     ``selector`` is a name or a callable ``(signal (b, t, c), f) -> (b, f)``.
@@ -92,8 +92,8 @@ def wrap_variant(plain: nn.Module, *, prune_block: int, tokens: int, recover: st
         first.register_forward_pre_hook(_MergeHook(model_in, tokens_in, chooser, merge))
     if cubic:
         model.head.register_forward_pre_hook(_CubicHook(model.hot))
-    if residual:
-        model.head.register_forward_pre_hook(_ResidualHook(model_in, tokens_in, model.hot, residual))
+    if isinstance(residual, torch.Tensor) or residual:
+        model.head.register_forward_pre_hook(_ResidualHook(model_in, tokens_in, model.hot, residual, cubic))
     return model
 
 
@@ -145,10 +145,11 @@ class _MergeHook:
 
 
 class _ResidualHook:
-    """Pre-hook of the head, after HoT's recovery: adds ``alpha * (x_p - interp(x_p))``."""
+    """Pre-hook of the head, after HoT's recovery: adds ``alpha * (x_p - interp(x_p))`` (``alpha`` a number,
+    or a ``(c, c)`` matrix applied on the right)."""
 
-    def __init__(self, model_in: _Recorder, tokens_in: _Recorder, hot: Any, alpha: float) -> None:
-        self.model_in, self.tokens_in, self.hot, self.alpha = model_in, tokens_in, hot, alpha
+    def __init__(self, model_in: _Recorder, tokens_in: _Recorder, hot: Any, alpha: Any, cubic: bool = False) -> None:
+        self.model_in, self.tokens_in, self.hot, self.alpha, self.cubic = model_in, tokens_in, hot, alpha, cubic
 
     def __call__(self, module: nn.Module, args: tuple) -> tuple:
         x = args[0]  # (b, t, n, c), recovered
@@ -156,8 +157,85 @@ class _ResidualHook:
         idx = self.hot.last_indices
         seqs = rearrange(self.tokens_in.value, "(b t) n c -> (b n) t c", b=b)
         kept = seqs.gather(1, idx.repeat_interleave(n, 0)[..., None].expand(-1, -1, c))
-        detail = seqs - interpolate_frames(kept, idx, t)
-        return (x + self.alpha * rearrange(detail, "(b n) t c -> b t n c", b=b),) + tuple(args[1:])
+        detail = seqs - _interpolation(self.cubic)(kept, idx.repeat_interleave(n, 0) if self.cubic else idx, t)
+        if isinstance(self.alpha, torch.Tensor):
+            # The detail of a kept frame is exactly zero: map only the pruned frames (what the MACs count sees).
+            keep = torch.zeros(b, t, dtype=torch.bool, device=x.device).scatter(1, idx, torch.ones_like(idx, dtype=torch.bool))
+            pruned = torch.sort(torch.where(keep, t, torch.arange(t, device=x.device)), dim=1).values[:, :t - idx.shape[1]]
+            rows = rearrange(detail, "(b n) t c -> b n t c", b=b)
+            at = pruned[:, None, :, None].expand(-1, n, -1, c)
+            maps = self.alpha.to(detail) if self.alpha.dim() == 3 else self.alpha.to(detail)[None]
+            mapped = rows.gather(2, at) @ maps[None]
+            detail = rearrange(torch.zeros_like(rows).scatter(2, at, mapped), "b n t c -> (b n) t c")
+        else:
+            detail = self.alpha * detail
+        return (x + rearrange(detail, "(b n) t c -> b t n c", b=b),) + tuple(args[1:])
+
+
+def _interpolation(cubic: bool) -> Callable[..., torch.Tensor]:
+    """``(kept (m, f, c), idx, frames) -> (m, frames, c)``: linear (``idx`` per sample) or cubic (``idx`` per row)."""
+    return cubic_frames if cubic else interpolate_frames
+
+
+def fit_detail_map(plain: nn.Module, windows: torch.Tensor, prune_block: int, tokens: int,
+                   selector: Any = "uniform", ridge: float = 1e-3, signal: str = "features",
+                   cubic: bool = False, per_joint: bool = False) -> torch.Tensor:
+    """Least-squares ``W`` ``(c, c)`` with ``detail_final ~ detail_p @ W`` on the unpruned model: ``detail``
+    is a frame's features minus their interpolation from the frames ``selector`` keeps, at the input of
+    block ``prune_block`` (``detail_p``) and before the head (``detail_final``). Ridge-regularised
+    (``ridge`` times the mean diagonal). ``windows`` ``(n, T, J, 2)``, the calibration inputs."""
+    model = copy.deepcopy(plain).eval()
+    tokens_in, head_in = _Recorder(), _Recorder()
+    model.STEblocks[prune_block].register_forward_pre_hook(tokens_in)
+    model.head.register_forward_pre_hook(head_in)
+    chooser = resolve_selector(selector) if isinstance(selector, str) else selector
+    gram, cross = 0.0, 0.0
+    with torch.no_grad():
+        for batch in windows.split(64):
+            model(batch)
+            b, t = batch.shape[:2]
+            p = rearrange(tokens_in.value, "(b t) n c -> b t n c", b=b)
+            idx = torch.sort(chooser(batch.flatten(2) if signal == "pose2d" else p.mean(2), tokens), dim=-1).values
+            details = []
+            for full in (p, head_in.value):
+                seqs = rearrange(full, "b t n c -> (b n) t c")
+                n = full.shape[2]
+                rows = idx.repeat_interleave(n, 0)
+                kept = seqs.gather(1, rows[..., None].expand(-1, -1, seqs.shape[-1]))
+                detail = seqs - _interpolation(cubic)(kept, rows if cubic else idx, t)
+                details.append(rearrange(detail, "(b n) t c -> n (b t) c", b=b).double())
+            if not per_joint:
+                details = [d.flatten(0, 1)[None] for d in details]
+            gram = gram + details[0].transpose(1, 2) @ details[0]
+            cross = cross + details[0].transpose(1, 2) @ details[1]
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
+    gram = gram + ridge * gram.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * eye
+    maps = torch.linalg.solve(gram, cross).float()
+    return maps if per_joint else maps[0]
+
+
+class InterpolationOnly(nn.Module):
+    """Diagnostic: the unpruned model, then its own head input interpolated from the frames ``selector``
+    keeps. What is left of HoT's error without its loss of context (the deep blocks see every frame)."""
+
+    def __init__(self, plain: nn.Module, tokens: int, selector: Any = "uniform") -> None:
+        super().__init__()
+        self.model = copy.deepcopy(plain).eval()
+        self.num_frames = plain.num_frames
+        chooser = resolve_selector(selector) if isinstance(selector, str) else selector
+        self.model.head.register_forward_pre_hook(
+            lambda module, args: (_interpolated(args[0], chooser, tokens),) + tuple(args[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def _interpolated(x: torch.Tensor, chooser: Any, tokens: int) -> torch.Tensor:
+    b, t, n, c = x.shape
+    idx = torch.sort(chooser(x.mean(2), tokens), dim=-1).values
+    seqs = rearrange(x, "b t n c -> (b n) t c")
+    kept = seqs.gather(1, idx.repeat_interleave(n, 0)[..., None].expand(-1, -1, c))
+    return rearrange(interpolate_frames(kept, idx, t), "(b n) t c -> b t n c", b=b)
 
 
 def cubic_frames(kept: torch.Tensor, idx: torch.Tensor, frames: int) -> torch.Tensor:
