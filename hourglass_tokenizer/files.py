@@ -112,13 +112,22 @@ def load_torch_file(path: PathLike, map_location: Any = "cpu", *, trusted: bool 
         blocked = next((line.strip().rstrip(".") for line in str(exc).splitlines() if "GLOBAL" in line), None)
         if trusted or blocked is None:
             raise FileReadError(f"{what} {path!r} is not a readable torch file: truncated or another format "
-                                f"({_first_line(exc)})") from None
+                                f"({_reason(exc)})") from None
         raise UnsafeFileError(
             f"{what} {path!r} holds more than tensors and plain data, so loading it could run code; refused "
             f"({blocked}). If you trust its source, load it with trusted=True (--trust-checkpoint)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError, TypeError,
+            AttributeError, ImportError) as exc:  # what a truncated or foreign file makes the unpickler raise
         raise FileReadError(f"{what} {path!r} is not a readable torch file: truncated or another format "
-                            f"({_first_line(exc)})") from None
+                            f"({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The informative line of an unpickling error (torch prefixes its own advice about weights_only)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation",
+                                                             "Please file an issue"))]
+    return (useful or lines or [type(exc).__name__])[0]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -311,13 +311,11 @@ def test_overwrite_replaces_the_csv_atomically(tmp_path, monkeypatch, capsys) ->
     assert bench.main(SMALL + ["--csv", str(target), "--overwrite"], prog="hot-bench") == 0
     assert len(_read_csv(target)) == 2 and "wrote " + str(target) in capsys.readouterr().out
 
-    def broken_writer(rows, path):  # writes half a file, then fails like a full disk
-        with open(path, "w") as fh:
-            fh.write("variant,mac")
+    def full_disk(value):  # the header is written, then the disk fills up in the first row
         raise OSError(28, "No space left on device")
 
     before = target.read_bytes()
-    monkeypatch.setattr(bench_cli, "write_csv", broken_writer)
+    monkeypatch.setattr(bench_timing, "_csv_value", full_disk)
     with pytest.raises(OSError, match="No space left"):
         bench.main(SMALL + ["--csv", str(target), "--overwrite"], prog="hot-bench")
     assert target.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["out.csv"]

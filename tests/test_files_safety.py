@@ -291,6 +291,25 @@ def test_cli_reports_an_unsafe_file_in_one_line(tmp_path, marker, capsys, kind):
     assert len(lines) == 1 and lines[0].startswith("hot-train: error: ") and "system" in lines[0]
 
 
+class _Legacy:
+    """A harmless object of the kind old training scripts pickled beside the weights (their argparse
+    options): refused by default like any non-plain object, accepted when the user vouches for the file."""
+
+    def __init__(self):
+        self.lr = 0.1
+
+
+@pytest.mark.parametrize("kind", ["init-from", "resume"])
+def test_a_legacy_checkpoint_loads_only_with_trust_checkpoint(tmp_path, capsys, kind):
+    argv = _cli_case("init-from" if kind == "init-from" else "resume", tmp_path, tmp_path / "unused")
+    path = argv[argv.index("--init-from") + 1] if kind == "init-from" else str(tmp_path / "out" / "last.pt")
+    save_checkpoint(path, _model(), epoch=-1, options=_Legacy())  # -1: no epoch finished yet
+    code, err = _run_cli(argv, capsys)
+    assert code == 2 and "--trust-checkpoint" in err and len(err.strip().splitlines()) == 1
+    code, err = _run_cli(argv + ["--trust-checkpoint"], capsys)
+    assert code == 0, err
+
+
 # -- data loss ---------------------------------------------------------------------------------------
 
 def _listing(folder):

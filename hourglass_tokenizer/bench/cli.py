@@ -15,7 +15,7 @@ import torch
 from ..cli_support import (OneLineParser, UsageError, check_device, command_name, frames_argument, int_at_least,
                            one_line, run_command)
 from ..display import progress_bar
-from ..files import atomic_write, check_output_file
+from ..files import check_output_file
 from .timing import benchmark, format_table, header_lines, hot_setting, plot_rows, write_csv
 
 __all__ = ["main", "demo", "UsageError"]
@@ -181,12 +181,10 @@ def _run_with_threads(args: argparse.Namespace, overrides: Mapping[str, Any], ti
         print(line)
     print(format_table(rows))
     if args.csv:
-        with atomic_write(args.csv) as tmp:
-            write_csv(rows, tmp)
+        write_csv(rows, args.csv)  # atomic: a failed write keeps the previous file
         print(f"wrote {args.csv}")
     if args.plot:
-        with atomic_write(args.plot) as tmp:
-            plot_rows(rows, tmp)
+        plot_rows(rows, args.plot)
         print(f"wrote {args.plot}")
     return rows
 

@@ -223,6 +223,9 @@ def build_parser(prog: str = "hot-train") -> argparse.ArgumentParser:
     r.add_argument("--init-from", default=None,
                    help="checkpoint to start from: a plain model's (loaded, then wrapped with --hot) or a HoT "
                         "model's (wrapped with --hot, then loaded, to continue a fine-tune)")
+    r.add_argument("--trust-checkpoint", action="store_true",
+                   help="read --init-from and --resume with full unpickling, for legacy files that hold more than "
+                        "tensors and plain data; this runs any code the file carries: only for files you trust")
     _add_config_arguments(r, _CLI_RUN_FIELDS)
     r.add_argument("--threads", type=int_at_least(1), default=None, help="torch CPU threads")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -491,6 +494,7 @@ def _train(argv: Sequence[str], prog: str, run: Dict[str, Any]) -> int:
     t = model_num_frames(model)
     train_set, test_set, test_by_action = make_datasets(args, t, channels)
     config = TrainConfig(**{name: getattr(args, name) for name in _CLI_CONFIG_FIELDS + _CLI_RUN_FIELDS},
+                         trust_checkpoint=args.trust_checkpoint,
                          out_dir=args.out, resume=args.resume, progress=not args.no_progress)
     started = time.time()
     extra = DistillationLoss(teacher, args.distill_weight) if teacher is not None else None

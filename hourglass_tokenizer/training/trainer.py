@@ -67,6 +67,10 @@ class TrainConfig:
         eval_batch_size: windows per forward pass in evaluation.
         out_dir: where ``last.pt`` (every epoch) and ``best.pt`` (lowest test MPJPE) go; ``None``: no files.
         resume: a checkpoint path, or ``"auto"`` for ``out_dir/last.pt``, to continue from.
+        trust_checkpoint: read ``resume`` with full unpickling (``trusted=True`` of
+            :func:`~hourglass_tokenizer.training.checkpoints.load_checkpoint`), for legacy files that
+            pickle more than tensors and plain data. It runs any code the file carries: only for
+            files from a source you trust.
         seed: seeds the data order, flip augmentation and dropout of every epoch (``seed + epoch``).
         num_workers: DataLoader workers.
         progress: show a tqdm progress bar with the running loss.
@@ -89,6 +93,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     out_dir: Optional[str] = None
     resume: Optional[str] = None
+    trust_checkpoint: bool = False
     seed: int = 0
     num_workers: int = 0
     progress: bool = True
@@ -247,7 +252,8 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
                 print(f"nothing to resume from ({resume or 'no out_dir'}); starting from epoch 1", file=sys.stderr)
             resume = None
     if resume:
-        ckpt = load_checkpoint(resume, map_location=device)  # tensors and plain data only: no code runs
+        # Tensors and plain data only, so no code runs, unless the user vouched for the file.
+        ckpt = load_checkpoint(resume, map_location=device, trusted=config.trust_checkpoint)
         if not isinstance(ckpt, dict) or "epoch" not in ckpt:
             raise ValueError(f"{resume!r} is not a checkpoint written by train (it records no epoch); start from "
                              "its weights with --init-from (load_pretrained) instead")
