@@ -15,59 +15,26 @@ import pytest
 import torch
 from torch import nn
 
-from hourglass_tokenizer import is_hot, unwrap_hot, wrap_with_hot
-from hourglass_tokenizer.core.selection import dpc_knn
+from hourglass_tokenizer import count_flops, hot_parameters, is_hot, unwrap_hot, wrap_with_hot
 from hourglass_tokenizer.models import build_model
-from stand_ins import (JointMajorVPT, JointTimeVPT, MHAVPT, MixSTELike, MotionBERTLike, PoseFormerLike,
-                       SequentialVPT, SharedBlocksVPT, TorchEncoderVPT, TupleBlocksVPT)
-from test_wrapping import (keep_frames, randomise_hot_parameters, reference_mixste, reference_motionbert,
-                           reference_poseformer_tpc)
-
-HOT_ROOTS = ("pos_embed_token", "x_token", "cross_attention")
-
-
-def walks(batch: int, frames: int, joints: int, channels: int, seed: int = 0) -> torch.Tensor:
-    """Random walks that pause for a while at a different time in every sample: the samples'
-    frame features differ in structure, so per-sample selections differ."""
-    g = torch.Generator().manual_seed(seed)
-    steps = torch.randn(batch, frames, joints, channels, generator=g) * 0.3
-    pause = max(2, frames // 4)
-    for s in range(batch):
-        start = (1 + s * (frames // 3) + 5 * seed) % (frames - pause)
-        steps[s, start:start + pause] = 0
-    return torch.cumsum(steps, dim=1)
+from stand_ins import (HOT_ROOTS, FrameTokensVPT, JointMajorVPT, JointTimeVPT, MixSTELike, MotionBERTLike,
+                       NoBlocksVPT, OneBlockVPT, PoseFormerLike, PoseFormerV2Like, SequentialVPT, SharedBlocksVPT,
+                       TorchEncoderVPT, TupleBlocksVPT, assert_every_parameter_trains, assert_unwraps_exactly, hooks_of,
+                       interpolate_by_hand, randomise_hot_parameters, record_inputs, reference_mixste,
+                       reference_motionbert, reference_poseformer_tpc, reference_sequential, seeded, snapshot, walks)
 
 
-def interpolate_by_hand(kept: torch.Tensor, idx: torch.Tensor, frames: int) -> torch.Tensor:
-    """``kept (b, f, c)`` at frames ``idx (b, f)`` -> ``(b, frames, c)``, one frame at a time."""
-    out = []
-    for s in range(kept.shape[0]):
-        at = idx[s].tolist()
-        rows = []
-        for t in range(frames):
-            if t <= at[0]:
-                rows.append(kept[s, 0])
-            elif t >= at[-1]:
-                rows.append(kept[s, -1])
-            else:
-                right = next(p for p, k in enumerate(at) if k >= t)
-                w = (t - at[right - 1]) / (at[right] - at[right - 1])
-                rows.append(kept[s, right] if at[right] == t else kept[s, right - 1] * (1 - w) + kept[s, right] * w)
-        out.append(torch.stack(rows))
-    return torch.stack(out)
+def timm_block(dim: int, num_heads: int) -> nn.Module:
+    try:
+        import timm.models.vision_transformer as vit
+    except Exception as error:  # timm imports torchvision, whose CUDA-only wheel fails on a CPU-only torch
+        pytest.skip(f"timm cannot be imported here ({type(error).__name__}: {str(error)[:80]}); "
+                    "install the [timm] extra with a matching torchvision to run this case")
+    return vit.Block(dim, num_heads=num_heads)
 
 
-def reference_sequential(m: SequentialVPT, x: torch.Tensor, prune_block: int, tokens: int) -> torch.Tensor:
-    """HoT on the simplest VPT written out by hand: prune after ``prune_block`` blocks, add
-    ``pos_embed_token``, run the rest on the kept frames, interpolate the others back."""
-    b, frames, joints, _ = x.shape
-    h = m.embed(x.reshape(b, frames, -1)) + m.temporal_pos
-    for i, blk in enumerate(m.blocks):
-        if i == prune_block:
-            idx = dpc_knn(h, tokens)
-            h = keep_frames(h, idx) + m.pos_embed_token
-        h = blk(h)
-    return m.head(interpolate_by_hand(h, idx, frames)).reshape(b, frames, joints, 3)
+def encoder_layer(dim: int, num_heads: int) -> nn.Module:
+    return nn.TransformerEncoderLayer(dim, num_heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
 
 
 @dataclass
@@ -79,6 +46,7 @@ class Case:
     recover: object = "tra+interpolate"
     reference: Optional[Callable] = None
     needs_example: bool = False  # the model has no attribute or parameter that gives its input shape
+    layouts: Optional[dict] = None  # what the probe must find
     extra: dict = field(default_factory=dict)
 
     def wrap_kwargs(self, **changes) -> dict:
@@ -89,18 +57,22 @@ class Case:
         return kwargs
 
     def make(self, batch: int = 3, seed: int = 0):
-        torch.manual_seed(seed)
-        return self.build().eval(), walks(batch, *self.shape, seed=seed)
+        return seeded(self.build, seed), walks(batch, *self.shape, seed=seed)
 
 
+FRAME_TOKENS = {"blocks": "b t c", "head": "b t c"}
 MODELS = {
     "stand-in MixSTE": Case(MixSTELike, (27, 17, 2), 2, 9, "tra", reference_mixste),
     "stand-in MotionBERT": Case(MotionBERTLike, (27, 17, 3), 1, 9, "tra", reference_motionbert),
     "stand-in PoseFormer TPC": Case(PoseFormerLike, (27, 17, 2), 2, 9, False, reference_poseformer_tpc),
     "Sequential VPT": Case(SequentialVPT, (27, 17, 2), 1, 9, "interpolate", reference_sequential,
-                           needs_example=True),
+                           needs_example=True, layouts=FRAME_TOKENS),
     "TransformerEncoderLayer": Case(TorchEncoderVPT, (27, 17, 2), 1, 9, needs_example=True),
-    "MultiheadAttention": Case(MHAVPT, (27, 17, 2), 1, 9, "nearest"),
+    "norm-first TransformerEncoderLayer in nn.Sequential": Case(
+        lambda: SequentialVPT(dim=32, num_heads=4, block=encoder_layer), (27, 17, 2), 1, 9, layouts=FRAME_TOKENS),
+    "timm ViT blocks in nn.Sequential": Case(
+        lambda: SequentialVPT(dim=32, num_heads=4, block=timm_block), (27, 17, 2), 1, 9, layouts=FRAME_TOKENS),
+    "MultiheadAttention": Case(FrameTokensVPT, (27, 17, 2), 1, 9, "nearest"),
     "b (t j) c": Case(JointTimeVPT, (9, 5, 2), 1, 4, "tra"),
     "b j t c": Case(JointMajorVPT, (27, 17, 2), 2, 9),
     "zoo mixste": Case(lambda: build_model("mixste", "small"), (27, 17, 2), 2, 9),
@@ -108,20 +80,24 @@ MODELS = {
     "zoo poseformer TPC": Case(lambda: build_model("poseformer", "small"), (27, 17, 2), 1, 9, False),
 }
 WITH_REFERENCE = [name for name, case in MODELS.items() if case.reference is not None]
+WITH_LAYOUTS = [name for name, case in MODELS.items() if case.layouts is not None]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def hooks_of(model: nn.Module) -> int:
-    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())
+def wrapped(name: str, batch: int = 3, **changes):
+    """The case's model, wrapped with its settings (and ``changes``) and trained-looking HoT
+    parameters, and an input; also the case."""
+    case = MODELS[name]
+    model, x = case.make(batch)
+    wrap_with_hot(model, **case.wrap_kwargs(**changes))
+    randomise_hot_parameters(model)
+    return model, x, case
 
 
 @pytest.mark.parametrize("name", WITH_REFERENCE)
 def test_matches_the_hand_written_hot_forward(name):
-    case = MODELS[name]
-    model, x = case.make()
-    wrap_with_hot(model, **case.wrap_kwargs())
-    randomise_hot_parameters(model)
+    model, x, case = wrapped(name)
     with torch.no_grad():
         out = model(x)
         expected = case.reference(model, x, case.prune_block, case.tokens)
@@ -129,30 +105,37 @@ def test_matches_the_hand_written_hot_forward(name):
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", WITH_LAYOUTS)
+def test_the_probe_finds_the_blocks_and_layouts(name):
+    model, _, case = wrapped(name)
+    assert model.hot.block_lists == tuple(k for k in case.layouts if k != model.hot.recover_before)
+    assert model.hot.layouts == case.layouts
+
+
 @pytest.mark.parametrize("name", MODELS)
-def test_keeping_every_frame_reproduces_the_original(name):
+def test_keeping_every_frame_reproduces_the_original_exactly(name):
+    """With ``tokens == T`` every recovery that passes kept frames through (TPC only's nearest fill
+    included) gives the unwrapped model's output to the bit."""
     case = MODELS[name]
     model, x = case.make()
     with torch.no_grad():
         before = model(x)
-        recover = "interpolate" if case.recover is not False else False
-        wrap_with_hot(model, **case.wrap_kwargs(tokens=case.shape[0], recover=recover))
-        torch.testing.assert_close(model(x), before, atol=1e-6, rtol=1e-6)
+        for recover in ("interpolate", "tra+interpolate", "nearest", False) if case.recover is not False else (False,):
+            wrap_with_hot(model, **case.wrap_kwargs(tokens=case.shape[0], recover=recover))
+            assert torch.equal(model(x), before), recover
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_unwrap_restores_the_original_exactly(name):
     case = MODELS[name]
     model, x = case.make()
-    keys, hooks = list(model.state_dict()), hooks_of(model)
+    before = snapshot(model)
     with torch.no_grad():
-        before = model(x)
+        plain = model(x)
         wrap_with_hot(model, **case.wrap_kwargs())
         randomise_hot_parameters(model)
-        assert is_hot(model) and not torch.allclose(model(x), before)
-        unwrap_hot(model)
-        assert torch.equal(model(x), before)
-    assert not is_hot(model) and list(model.state_dict()) == keys and hooks_of(model) == hooks
+        assert is_hot(model) and not torch.allclose(model(x), plain)
+    assert_unwraps_exactly(model, x, before, plain)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -160,6 +143,7 @@ def test_state_dict_keeps_original_keys_and_adds_hot_ones(name):
     case = MODELS[name]
     model, _ = case.make()
     original = {k: v.clone() for k, v in model.state_dict().items()}
+    before = {id(p) for p in model.parameters()}
     wrap_with_hot(model, **case.wrap_kwargs(recover="tra"))
     state = model.state_dict()
     added = set(state) - set(original)
@@ -171,25 +155,21 @@ def test_state_dict_keeps_original_keys_and_adds_hot_ones(name):
         for p in ("weight", "bias")}
     width = state["x_token"].shape[-1]
     assert state["pos_embed_token"].shape[:2] == (1, case.tokens) and state["x_token"].shape == (1, case.shape[0], width)
+    new = {id(p) for p in model.parameters()} - before
+    assert {id(p) for p in hot_parameters(model)} == new and len(new) == 10
+    with pytest.raises(ValueError, match="not wrapped"):
+        hot_parameters(unwrap_hot(model))
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_gradients_reach_every_parameter(name):
-    case = MODELS[name]
-    model, x = case.make()
-    wrap_with_hot(model, **case.wrap_kwargs()).train()
-    randomise_hot_parameters(model)
-    model(x).square().mean().backward()
-    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert dead == []
+    model, x, _ = wrapped(name)
+    assert_every_parameter_trains(model.train(), x)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_each_sample_keeps_its_own_frames(name):
-    case = MODELS[name]
-    model, x = case.make(batch=3)
-    wrap_with_hot(model, **case.wrap_kwargs())
-    randomise_hot_parameters(model)
+    model, x, case = wrapped(name)
     with torch.no_grad():
         batched = model(x)
         picks = model.hot.last_indices.clone()
@@ -201,18 +181,19 @@ def test_each_sample_keeps_its_own_frames(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_deepcopy_and_pickle_keep_working_hooks(name):
-    case = MODELS[name]
-    model, x = case.make()
-    wrap_with_hot(model, **case.wrap_kwargs())
-    randomise_hot_parameters(model)
+def test_copies_pickles_and_state_dicts_give_the_same_model(name):
+    model, x, case = wrapped(name)
     with torch.no_grad():
         expected = model(x)
         twin = copy.deepcopy(model)
         buffer = io.BytesIO()
         torch.save(model, buffer)
         loaded = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
-        for other in (twin, loaded):
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        fresh = wrap_with_hot(case.make(seed=9)[0], **case.wrap_kwargs())
+        fresh.load_state_dict(torch.load(io.BytesIO(buffer.getvalue())))
+        for other in (twin, loaded, fresh):
             assert is_hot(other) and torch.equal(other(x), expected)
         # The copies' hooks act on the copies: unwrapping one leaves the original wrapped.
         unwrap_hot(twin)
@@ -222,10 +203,7 @@ def test_deepcopy_and_pickle_keep_working_hooks(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_torch_compile_fullgraph(name):
-    case = MODELS[name]
-    model, x = case.make()
-    wrap_with_hot(model, **case.wrap_kwargs())
-    randomise_hot_parameters(model)
+    model, x, case = wrapped(name)
     torch._dynamo.reset()
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     fresh = walks(3, *case.shape, seed=1)
@@ -237,10 +215,7 @@ def test_torch_compile_fullgraph(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_torch_export_keeps_the_selection_in_the_graph(name):
-    case = MODELS[name]
-    model, x = case.make()
-    wrap_with_hot(model, **case.wrap_kwargs())
-    randomise_hot_parameters(model)
+    model, x, case = wrapped(name)
     exported = torch.export.export(model, (x,), strict=False).module()
     fresh = walks(3, *case.shape, seed=1)
     with torch.no_grad():
@@ -252,10 +227,7 @@ def test_torch_export_keeps_the_selection_in_the_graph(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_bfloat16_autocast(name):
-    case = MODELS[name]
-    model, x = case.make()
-    wrap_with_hot(model, **case.wrap_kwargs())
-    randomise_hot_parameters(model)
+    model, x, _ = wrapped(name)
     with torch.no_grad():
         full = model(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -266,11 +238,8 @@ def test_bfloat16_autocast(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_wrapping_again_rewraps_and_keeps_fitting_parameters(name):
-    case = MODELS[name]
-    model, x = case.make()
-    wrap_with_hot(model, **case.wrap_kwargs())
-    randomise_hot_parameters(model)
-    hooks = hooks_of(model)
+    model, x, case = wrapped(name)
+    hooks, own_hooks = hooks_of(model), len(model._forward_pre_hooks) + len(model._forward_hooks)
     kept = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         expected = model(x)
@@ -279,6 +248,11 @@ def test_wrapping_again_rewraps_and_keeps_fitting_parameters(name):
         wrap_with_hot(model, **case.wrap_kwargs(tokens=case.tokens - 1))
         assert hooks_of(model) == hooks and model.hot.tokens == case.tokens - 1
         state = model.state_dict()
+        other_depth = case.prune_block % (model.hot.depth - 1) + 1
+        wrap_with_hot(model, **case.wrap_kwargs(prune_block=other_depth, tokens=case.tokens - 1))
+        assert model.hot.prune_block == other_depth
+        assert len(model._forward_pre_hooks) + len(model._forward_hooks) == own_hooks
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     for key, value in kept.items():  # everything but the resized kept-frame embedding survives
         if key != "pos_embed_token":
             assert torch.equal(state[key], value), key
@@ -287,16 +261,16 @@ def test_wrapping_again_rewraps_and_keeps_fitting_parameters(name):
 
 
 # --- arguments the matrix does not vary, and the rejection paths the README promises -------------
-def record_inputs(module: nn.Module, log: list) -> None:
-    """Record the input shape a block really receives (hooks run in registration order, so one
-    registered after wrapping sees HoT's gathered tokens)."""
-    module.register_forward_pre_hook(lambda mod, args: log.append(tuple(args[0].shape)))
+def test_fvcore_traces_the_wrapped_model_and_counts_fewer_flops():
+    model, x = MODELS["stand-in MixSTE"].make()
+    base = count_flops(model, x[:1])
+    wrap_with_hot(model, **MODELS["stand-in MixSTE"].wrap_kwargs())
+    assert 0 < count_flops(model, x[:1]) < base
 
 
 def test_blocks_argument_prunes_only_the_named_lists():
-    x = walks(2, 27, 17, 2)
-    torch.manual_seed(0)
-    model = MixSTELike().eval()
+    x = walks(2)
+    model = seeded(MixSTELike)
     auto = wrap_with_hot(copy.deepcopy(model), prune_block=1, tokens=9, recover="interpolate")
     named = wrap_with_hot(copy.deepcopy(model), prune_block=1, tokens=9, recover="interpolate",
                           blocks=["spatial_blocks", "temporal_blocks"])
@@ -304,28 +278,24 @@ def test_blocks_argument_prunes_only_the_named_lists():
         assert torch.equal(named(x), auto(x))
     only = wrap_with_hot(model, prune_block=1, tokens=9, recover="tra", blocks=["temporal_blocks"])
     assert only.hot.block_lists == ("temporal_blocks",)
-    spatial, temporal = [], []
-    record_inputs(only.spatial_blocks[2], spatial)
-    record_inputs(only.temporal_blocks[2], temporal)
+    shapes, _ = record_inputs([only.spatial_blocks[2], only.temporal_blocks[2]])
     with torch.no_grad():
         only(x)
-    assert spatial == [(2 * 27, 17, 16)] and temporal == [(2 * 17, 9, 16)]
+    assert shapes == [(2 * 27, 17, 16), (2 * 17, 9, 16)]
     with pytest.raises(ValueError, match=r"no module named \['nope'\]"):
         wrap_with_hot(MixSTELike(), prune_block=1, tokens=9, blocks=["nope"])
 
 
 def test_recover_before_moves_the_recovery_point():
-    torch.manual_seed(0)
-    model = MixSTELike().eval()
+    model = seeded(MixSTELike)
     assert wrap_with_hot(copy.deepcopy(model), prune_block=1, tokens=9).hot.recover_before == "head"
     wrap_with_hot(model, prune_block=1, tokens=9, recover="interpolate", recover_before="head.1")
     assert model.hot.recover_before == "head.1"
     raw, recovered = [], []
     model.head[0].register_forward_hook(lambda mod, args, out: raw.append(out))
     model.head[1].register_forward_pre_hook(lambda mod, args: recovered.append(args[0]))
-    x = walks(2, 27, 17, 2)
     with torch.no_grad():
-        model(x)
+        model(walks(2))
     idx = model.hot.last_indices
     kept = torch.stack([raw[0][s, idx[s]] for s in range(2)])  # (b, f, j, c) after the norm head.0
     expected = interpolate_by_hand(kept.flatten(2), idx, 27).reshape(raw[0].shape)
@@ -336,11 +306,11 @@ def test_recover_before_moves_the_recovery_point():
 
 def test_example_input_or_input_shape_when_the_shape_cannot_be_inferred():
     model = TorchEncoderVPT(frames=15).eval()
-    # No frame count to read: the wrap is lazy and waits for the first forward (tests/test_reach.py).
+    # No frame count to read: the wrap is lazy and waits for the first forward (tests/test_lazy.py).
     assert wrap_with_hot(copy.deepcopy(model), prune_block=1, tokens=5).hot.pending
     with pytest.raises(ValueError, match="example_input must be"):
         wrap_with_hot(model, prune_block=1, tokens=5, example_input=torch.zeros(15, 17, 2))
-    x = walks(2, 15, 17, 2)
+    x = walks(2, 15)
     by_shape = wrap_with_hot(copy.deepcopy(model), prune_block=1, tokens=5, input_shape=(15, 17, 2))
     wrap_with_hot(model, prune_block=1, tokens=5, example_input=x)
     assert model.hot.frames == 15 and model.hot.layouts["layers"] == "(b j) t c"
@@ -349,21 +319,41 @@ def test_example_input_or_input_shape_when_the_shape_cannot_be_inferred():
     assert model.hot.last_indices.shape == (2, 5)
 
 
-@pytest.mark.parametrize("cls, message", [
-    (TupleBlocksVPT, "blocks.0 does not return one tensor of its input's shape"),
-    (SharedBlocksVPT, "6 calls for 3 blocks (HoT needs each block called once)"),
-])
-def test_unsupported_blocks_are_rejected_and_the_model_left_as_it_was(cls, message):
-    torch.manual_seed(0)
-    model = cls().eval()
-    x = walks(2, 27, 17, 2)
+def test_frames_equal_to_joints_need_explicit_layouts():
+    model = MixSTELike(frames=17, joints=17).eval()
+    # One message names every entry needed, the head's included: no round after round.
+    with pytest.raises(ValueError, match=r"frames == joints == 17: .*\['head', 'spatial_blocks', 'temporal_blocks'\]"
+                                         r".*pass layouts=\{'spatial_blocks': one of"):
+        wrap_with_hot(model, prune_block=1, tokens=5)
+    layouts = {"spatial_blocks": "(b t) j c", "temporal_blocks": "(b j) t c"}
+    with pytest.raises(ValueError, match=r"\['head'\] fit several patterns"):
+        wrap_with_hot(model, prune_block=1, tokens=5, layouts=layouts)
+    assert not is_hot(model)
+    x = torch.randn(2, 17, 17, 2)
     with torch.no_grad():
         before = model(x)
-    keys, hooks = list(model.state_dict()), hooks_of(model)
-    with pytest.raises(ValueError) as error:
-        wrap_with_hot(model, prune_block=1, tokens=9)
-    assert message in str(error.value)
-    assert not is_hot(model) and list(model.state_dict()) == keys and hooks_of(model) == hooks
-    assert not any(hasattr(model, n) for n in HOT_ROOTS)
-    with torch.no_grad():
+        wrap_with_hot(model, prune_block=1, tokens=17, recover=False, layouts={**layouts, "head": "b t j c"})
         assert torch.equal(model(x), before)
+        model.hot.tokens = 6
+        assert model(x).shape == before.shape
+
+
+@pytest.mark.parametrize("cls, wrap, message", [
+    (TupleBlocksVPT, {}, r"blocks\.0 does not return one tensor of its input's shape"),
+    (SharedBlocksVPT, {}, r"6 calls for 3 blocks \(HoT needs each block called once\)"),
+    (NoBlocksVPT, {}, "no block list found"),
+    (OneBlockVPT, {}, "no block list found"),  # a single block only counts as the continuation of another list
+    (PoseFormerV2Like, dict(recover=False), r"no axis carries the 27 frames.*DCT coefficients"),
+])
+def test_unsupported_models_are_rejected_and_left_as_they_were(cls, wrap, message):
+    model = seeded(cls)
+    x = walks(2)
+    with torch.no_grad():
+        plain = model(x)
+    keys, hooks = list(model.state_dict()), hooks_of(model)
+    with pytest.raises(ValueError, match=message):
+        wrap_with_hot(model, prune_block=1, tokens=9, **wrap)
+    assert not is_hot(model) and not any(hasattr(model, n) for n in HOT_ROOTS)
+    assert list(model.state_dict()) == keys and hooks_of(model) == hooks
+    with torch.no_grad():
+        assert torch.equal(model(x), plain)
