@@ -27,10 +27,13 @@ def _candidates_mask(b: int, t: int, exclude: Optional[int], device: torch.devic
 
 
 def _top_scores(score: torch.Tensor, f: int) -> torch.Tensor:
-    # The f frames a stable descending sort would put first (equal scores resolve to the earlier
-    # frame), found by ranking: frame i's rank counts the frames with a higher score, or an equal
-    # score earlier in time. O(t^2) comparisons on tiny tensors, and unlike a stable sort the ONNX
-    # exporter translates them; topk then runs on unique keys, so its order among ties never matters.
+    """The ``f`` frames a stable descending sort puts first (equal scores resolve to the earlier
+    frame), ascending."""
+    if not (torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()):
+        return torch.sort(score, dim=-1, descending=True, stable=True).indices[:, :f].sort(dim=-1).values
+    # The same frames by ranking, for exporters that cannot translate a stable sort: frame i's rank
+    # counts the frames with a higher score, or an equal score earlier in time; topk then runs on
+    # unique keys, so its order among ties never matters. O(t^2) comparisons on tiny tensors.
     t = score.shape[-1]
     frame = torch.arange(t, device=score.device)
     earlier = frame[None, :] < frame[:, None]  # [i, j]: j comes before i
