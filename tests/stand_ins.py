@@ -69,14 +69,16 @@ def hooks_of(model: nn.Module) -> int:
                for m in model.modules())
 
 
-def snapshot(model: nn.Module):
-    """What :func:`assert_unwraps_exactly` compares with: weights, submodules and hooks."""
-    return {k: v.clone() for k, v in model.state_dict().items()}, dict(model.named_modules()), hooks_of(model)
+def snapshot(model: nn.Module, x: torch.Tensor):
+    """What :func:`assert_unwraps_exactly` compares with: weights, submodules, hooks and the output on ``x``."""
+    with torch.no_grad():
+        plain_out = model(x)
+    return {k: v.clone() for k, v in model.state_dict().items()}, dict(model.named_modules()), hooks_of(model), plain_out
 
 
-def assert_unwraps_exactly(model: nn.Module, x: torch.Tensor, before, plain_out: torch.Tensor) -> None:
-    """``unwrap_hot`` gives back the model of ``before = snapshot(model)``, whose output was ``plain_out``."""
-    state, modules, hooks = before
+def assert_unwraps_exactly(model: nn.Module, x: torch.Tensor, before) -> None:
+    """``unwrap_hot`` gives back the model of ``before = snapshot(model, x)``."""
+    state, modules, hooks, plain_out = before
     unwrap_hot(model)
     assert not is_hot(model) and not any(hasattr(model, n) for n in HOT_ROOTS)
     after = model.state_dict()
@@ -160,6 +162,15 @@ def nearest_fill(kept: torch.Tensor, frames: torch.Tensor, total: int) -> torch.
         for t in range(total):
             out[row, t] = kept[row, min(range(f), key=lambda r: (abs(numbers[r] - t), numbers[r]))]
     return out
+
+
+def corrected_interpolation_by_hand(hot) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+    """The default ``"tra+interpolate"`` as a ``recover``: queries ``x_token + interpolation`` attend
+    to the kept tokens, ``queries + cross_attention(queries, kept, kept)``."""
+    def recover(kept: torch.Tensor, frames: torch.Tensor, total: int) -> torch.Tensor:
+        queries = hot.x_token + interpolate_by_hand(kept, frames, total)
+        return queries + attention_by_hand(hot.cross_attention, queries, kept)
+    return recover
 
 
 def restore(hot, kept: torch.Tensor, frames: torch.Tensor, total: int, recover: Recover) -> torch.Tensor:
@@ -687,7 +698,7 @@ class STCFormer(nn.Module):
         return x
 
 
-def stcformer_args(layers: int = 4, d_hid: int = 32, frames: int = T) -> SimpleNamespace:
+def stcformer_args(layers: int = 4, d_hid: int = 16, frames: int = T) -> SimpleNamespace:
     """The ``args`` of STCFormer's ``Model(args)``."""
     return SimpleNamespace(layers=layers, d_hid=d_hid, frames=frames, n_joints=J, out_joints=J)
 
@@ -767,44 +778,48 @@ class CrossAttention(nn.Module):
         return self.proj((weights @ v).transpose(1, 2).reshape(n, length, dim))
 
 
-class SHRBlock(nn.Module):
-    """Self-attention per stream, then one MLP over the three streams concatenated; ``(x1, x2, x3)``
-    in and out, each ``(b, t, c)``."""
+class StreamsMLP(nn.Module):
+    """The second half of MHFormer's blocks: one MLP, with its residual, over the three streams
+    concatenated; :meth:`mix` returns the streams again."""
 
-    def __init__(self, dim: int, num_heads: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.norm1_1, self.norm1_2, self.norm1_3 = (nn.LayerNorm(dim) for _ in range(3))
-        self.attn_1, self.attn_2, self.attn_3 = (Attention(dim, num_heads) for _ in range(3))
         self.norm2 = nn.LayerNorm(3 * dim)
         self.mlp = nn.Sequential(nn.Linear(3 * dim, hidden), nn.GELU(), nn.Linear(hidden, 3 * dim))
 
-    def forward(self, x_1, x_2, x_3):
-        x_1 = x_1 + self.attn_1(self.norm1_1(x_1))
-        x_2 = x_2 + self.attn_2(self.norm1_2(x_2))
-        x_3 = x_3 + self.attn_3(self.norm1_3(x_3))
+    def mix(self, x_1, x_2, x_3):
         x = torch.cat([x_1, x_2, x_3], dim=2)
         x = x + self.mlp(self.norm2(x))
         return tuple(x.chunk(3, dim=2))
 
 
-class CHIBlock(nn.Module):
-    """Cross-attention between the streams, then one MLP over the three concatenated."""
+class SHRBlock(StreamsMLP):
+    """Self-attention per stream, then the MLP over the three; ``(x1, x2, x3)`` in and out, each ``(b, t, c)``."""
 
     def __init__(self, dim: int, num_heads: int, hidden: int) -> None:
-        super().__init__()
+        super().__init__(dim, hidden)
+        self.norm1_1, self.norm1_2, self.norm1_3 = (nn.LayerNorm(dim) for _ in range(3))
+        self.attn_1, self.attn_2, self.attn_3 = (Attention(dim, num_heads) for _ in range(3))
+
+    def forward(self, x_1, x_2, x_3):
+        return self.mix(x_1 + self.attn_1(self.norm1_1(x_1)), x_2 + self.attn_2(self.norm1_2(x_2)),
+                        x_3 + self.attn_3(self.norm1_3(x_3)))
+
+
+class CHIBlock(StreamsMLP):
+    """Cross-attention between the streams (each updated stream feeds the next), then the MLP over the three."""
+
+    def __init__(self, dim: int, num_heads: int, hidden: int) -> None:
+        super().__init__(dim, hidden)
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(9))
         self.attn_1, self.attn_2, self.attn_3 = (CrossAttention(dim, num_heads) for _ in range(3))
-        self.norm2 = nn.LayerNorm(3 * dim)
-        self.mlp = nn.Sequential(nn.Linear(3 * dim, hidden), nn.GELU(), nn.Linear(hidden, 3 * dim))
 
     def forward(self, x_1, x_2, x_3):
         n = self.norms
         x_1 = x_1 + self.attn_1(n[0](x_2), n[1](x_3), n[2](x_1))
         x_2 = x_2 + self.attn_2(n[3](x_1), n[4](x_3), n[5](x_2))
         x_3 = x_3 + self.attn_3(n[6](x_1), n[7](x_2), n[8](x_3))
-        x = torch.cat([x_1, x_2, x_3], dim=2)
-        x = x + self.mlp(self.norm2(x))
-        return tuple(x.chunk(3, dim=2))
+        return self.mix(x_1, x_2, x_3)
 
 
 class HypothesisStage(nn.Module):

@@ -2,18 +2,24 @@
 import threading
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from einops import rearrange
-from torch import nn
 
 from hourglass_tokenizer import is_hot, unwrap_hot, wrap_with_hot
-from stand_ins import MixSTELike
-from test_wrapping import T, build, randomise_hot_parameters
+from stand_ins import MixSTELike, randomise_hot_parameters, seeded, walks
+
+TRA = dict(prune_block=2, tokens=9, recover="tra")
+
+
+def build():
+    """The stand-in MixSTE, an input, and the wrap settings the tests use."""
+    return seeded(MixSTELike), walks(3), TRA
 
 
 def test_calling_forward_directly_warns_once_and_runs_the_plain_model():
-    model, x, kwargs = build("mixste")
+    model, x, kwargs = build()
     with torch.no_grad():
         plain = model(x)
         wrap_with_hot(model, **kwargs)
@@ -28,7 +34,7 @@ def test_calling_forward_directly_warns_once_and_runs_the_plain_model():
 
 
 def test_a_failed_rewrap_leaves_the_previous_wrap_working():
-    model, x, kwargs = build("mixste")
+    model, x, kwargs = build()
     wrap_with_hot(model, **kwargs)
     randomise_hot_parameters(model)
     with torch.no_grad():
@@ -47,7 +53,7 @@ def test_a_failed_rewrap_leaves_the_previous_wrap_working():
 
 
 def test_arguments_are_checked_before_the_probe_forward():
-    model, x, _ = build("mixste")
+    model, x, _ = build()
     calls = []
     model.register_forward_pre_hook(lambda module, args: calls.append(1))
     for bad in (dict(prune_block=1, tokens=5, recover="bogus"), dict(prune_block=True, tokens=5),
@@ -75,7 +81,7 @@ class KeywordTokens(MixSTELike):
 
 
 def test_tokens_passed_by_keyword_are_pruned_like_positional_ones():
-    positional, x, kwargs = build("mixste")
+    positional, x, kwargs = build()
     keyword = KeywordTokens()
     keyword.load_state_dict(positional.state_dict())
     keyword.eval()
@@ -89,50 +95,22 @@ def test_tokens_passed_by_keyword_are_pruned_like_positional_ones():
     assert torch.equal(keyword.hot.last_indices, positional.hot.last_indices)
 
 
-def test_names_that_match_nothing_are_errors():
-    model, x, kwargs = build("mixste")
+def test_names_that_match_nothing_and_heads_that_do_not_fit_are_errors():
+    model, x, kwargs = build()
     with pytest.raises(ValueError, match=r"layouts: no block list or called module named \['spatial_block'\]"):
         wrap_with_hot(model, **kwargs, layouts={"spatial_block": "(b t) j c"})
     with pytest.raises(ValueError, match=r"recover_before='haed': the model has no module of that name; .*'head'"):
         wrap_with_hot(model, **kwargs, recover_before="haed")
     with pytest.raises(ValueError, match=r"blocks=\['spatial'\]: no module named"):
         wrap_with_hot(model, **kwargs, blocks=["spatial"])
-    assert not is_hot(model)
-
-
-@pytest.mark.parametrize("returned, error, message", [
-    (lambda f, b: torch.arange(f).expand(b, f) + 20, ValueError, r"outside 0..26: min 20, max 28"),
-    (lambda f, b: torch.zeros(b, f, dtype=torch.long), ValueError, "returned a frame twice"),
-    (lambda f, b: torch.arange(f).expand(b, f).float(), TypeError, "integer frame indices, got dtype torch.float32"),
-    (lambda f, b: [list(range(f))] * b, TypeError, "must return a tensor .* got list"),
-    (lambda f, b: None, TypeError, "must return a tensor .* got NoneType"),
-    (lambda f, b: torch.arange(f - 1).expand(b, f - 1), ValueError, r"shape \(3, 9\) \(batch, tokens\), got \(3, 8\)"),
-])
-def test_bad_custom_selections_say_which_rule_they_break(returned, error, message):
-    model, x, kwargs = build("mixste")
-    wrap_with_hot(model, **kwargs, selector=lambda features, f: returned(f, features.shape[0]))
-    with pytest.raises(error, match=message):
-        model(x)
-
-
-def test_seed_changes_restart_the_random_selection():
-    model, x, kwargs = build("mixste")
-    wrap_with_hot(model, **kwargs, selector="random", seed=0)
-    model(x)
-    first = model.hot.last_indices
-    model.hot.seed = 5
-    model(x)
-    other = model.hot.last_indices
-    model.hot.seed = 0
-    model(x)
-    assert not torch.equal(first, other) and torch.equal(model.hot.last_indices, first)
-    with pytest.raises(TypeError, match="seed must be an integer"):
-        model.hot.seed = 1.5
+    with pytest.raises(ValueError, match="not divisible by num_heads=3"):
+        wrap_with_hot(model, **kwargs, num_heads=3)
+    assert not is_hot(model) and not hasattr(model, "pos_embed_token")
 
 
 def test_concurrent_forwards_keep_their_own_frames():
     """The per-call scratch is thread-local: two threads with different batches never mix."""
-    model, x, kwargs = build("mixste")
+    model, x, kwargs = build()
     wrap_with_hot(model, **kwargs)
     inputs = [x, x[:2].flip(1), x[1:] * 2]
     with torch.no_grad():
@@ -159,12 +137,42 @@ def test_concurrent_forwards_keep_their_own_frames():
     assert errors == [] and results == {0: "ok", 1: "ok", 2: "ok"}
 
 
-def test_input_check_can_be_switched_off_and_is_on_by_default_on_the_cpu():
-    model, x, kwargs = build("mixste")
-    bad = x.clone()
-    bad[0, 0, 0, 0] = float("inf")
+def test_bad_inputs_are_rejected_and_the_value_check_can_be_switched_off():
+    model, x, kwargs = build()
     wrap_with_hot(model, **kwargs)
-    with pytest.raises(ValueError, match="NaN or Inf"):
+    bad = x.clone()
+    bad[0, 3, 2, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        model(bad)
+    with pytest.raises(ValueError, match=r"expected input of shape \(batch, frames, joints, channels\)"):
+        model(x[0])
+    with pytest.raises(ValueError, match="wrapped for 27 frames"):
+        model(x[:, :20])
+    bad[0, 3, 2, 1] = float("inf")
+    with pytest.raises(ValueError, match="NaN or Inf"):  # on by default on the CPU
         model(bad)
     wrap_with_hot(unwrap_hot(model), **kwargs, check_inputs=False)
     model(bad)  # the user's choice: no check, no device sync
+
+
+def test_bad_numbers_name_the_argument():
+    model, _, _ = build()
+    with pytest.raises(ValueError, match=r"tokens must be an int in 1..frames \(27\), got 28"):
+        wrap_with_hot(model, prune_block=1, tokens=28)
+    with pytest.raises(ValueError, match="tokens must be >= 1, got 0"):
+        wrap_with_hot(model, prune_block=1, tokens=0)
+    with pytest.raises(ValueError, match=r"prune_block must be an int in 1..3 .* got 4"):
+        wrap_with_hot(model, prune_block=4, tokens=9)
+    with pytest.raises(ValueError, match=r"prune_block must be >= 1 \(block 0 always sees every frame\), got 0"):
+        wrap_with_hot(model, prune_block=0, tokens=9)
+    with pytest.raises(ValueError, match="give both prune_block and tokens"):
+        wrap_with_hot(model, prune_block=1)
+    with pytest.raises(TypeError, match="prune_block must be an integer, got the bool True"):
+        wrap_with_hot(model, prune_block=True, tokens=9)
+    with pytest.raises(TypeError, match="tokens must be an integer, got float 9.0"):
+        wrap_with_hot(model, prune_block=1, tokens=9.0)
+    assert not is_hot(model)
+    wrap_with_hot(model, prune_block=np.int64(1), tokens=np.int64(9))  # integer-like numbers are integers
+    assert (model.hot.prune_block, model.hot.tokens) == (1, 9) and type(model.hot.tokens) is int
+    with pytest.raises(TypeError, match="tokens must be an integer"):
+        model.hot.tokens = "9"

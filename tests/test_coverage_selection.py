@@ -6,7 +6,7 @@ import torch
 
 from hourglass_tokenizer import wrap_with_hot
 from hourglass_tokenizer.core.selection import dpc_knn, dpc_knn_coverage, dpc_knn_scores, resolve_selector
-from test_wrapping import build
+from stand_ins import MixSTELike, seeded, walks
 
 
 def coverage_by_hand(features, f, k=2):
@@ -37,10 +37,11 @@ def paused_walk(batch, frames, seed):
     return torch.cumsum(steps, dim=1)
 
 
-@pytest.mark.parametrize("frames, f", [(27, 9), (27, 5), (81, 27), (10, 10), (12, 2), (12, 1)])
-def test_matches_the_frame_by_frame_definition(frames, f):
+@pytest.mark.parametrize("frames, f, k", [(27, 9, 2), (27, 5, 2), (81, 27, 2), (10, 10, 2), (12, 2, 2), (12, 1, 2),
+                                         (24, 6, 5)])
+def test_matches_the_frame_by_frame_definition(frames, f, k):
     x = paused_walk(3, frames, seed=frames + f)
-    assert torch.equal(dpc_knn_coverage(x, f), coverage_by_hand(x, f))
+    assert torch.equal(dpc_knn_coverage(x, f, k=k), coverage_by_hand(x, f, k=k))
 
 
 @pytest.mark.parametrize("frames, f", [(27, 9), (81, 27), (243, 81), (30, 4)])
@@ -60,7 +61,6 @@ def test_rejects_impossible_counts_and_is_a_named_selector():
     with pytest.raises(ValueError, match="cannot pick 10 of 9"):
         dpc_knn_coverage(x, 10)
     assert repr(resolve_selector("dpc_knn_coverage", k=3)) == "CoverageSelector(k=3)"
-    model, x, kwargs = build("mixste")
-    wrap_with_hot(model, prune_block=2, tokens=9, selector="dpc_knn_coverage")
-    model(x)
+    model = wrap_with_hot(seeded(MixSTELike), prune_block=2, tokens=9, selector="dpc_knn_coverage")
+    model(walks(3))
     assert (model.hot.last_indices[:, 0] == 0).all() and (model.hot.last_indices[:, -1] == 26).all()

@@ -341,26 +341,3 @@ def test_backward_small() -> None:
         m = _small(name)
         m(_input(m)).sum().backward()
         assert all(p.grad is not None for p in m.parameters())
-
-
-# --------------------------------------------------------------------------- #
-# Wrapped by the HoT plugin
-# --------------------------------------------------------------------------- #
-def _wrap_with_hot():
-    from hourglass_tokenizer import wrap_with_hot  # an import failure fails the test, never skips it
-
-    return wrap_with_hot
-
-
-@pytest.mark.parametrize("name", SMALL)
-def test_wrapped_forward_backward_small(name: str) -> None:
-    wrap_with_hot = _wrap_with_hot()
-    m = _small(name)
-    frames = m.num_frames
-    out_frames = 1 if name == "poseformer" else frames
-    wrapped = wrap_with_hot(m, prune_block=1, tokens=frames // 3)
-    x = _input(m)
-    y = wrapped(x)
-    assert y.shape == (2, out_frames, 17, 3)
-    y.sum().backward()
-    assert wrapped.pos_embed_token.grad is not None

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hourglass_tokenizer import load_official_hot, wrap_with_hot
 from hourglass_tokenizer.models import MotionAGFormer, available_models, build_model
 from hourglass_tokenizer.models.motionagformer import HOT_PRESET, SkeletonGCN
 
@@ -270,3 +271,21 @@ def test_variants_hierarchical_graph_only_and_fixed_temporal_graph():
     assert fixed[3].nonzero().flatten().tolist() == [3, 4] and fixed[26].nonzero().flatten().tolist() == [26]
     with pytest.raises(ValueError, match="use_tcn"):
         tiny(use_tcn=True)
+
+
+def test_zoo_motionagformer_is_recognised_and_the_official_checkpoint_layout_loads_strictly():
+    model = build_model("motionagformer", "tiny").eval()
+    wrap_with_hot(model)  # the preset, scaled: 3 layers of the paper's 16, 27 frames of its 243
+    assert model.hot.family == "motionagformer" and (model.hot.prune_block, model.hot.tokens) == (1, 9)
+    assert model.hot.recover_before == "rep_logit"
+    assert model.cross_attention.linear_q.bias is None and model.cross_attention.proj.bias is not None
+    with torch.device("meta"):
+        official = build_model("motionagformer", "hot-243")
+    wrap_with_hot(official, recover="tra")
+    assert (official.hot.prune_block, official.hot.tokens) == (7, 81)
+    expected = official_hot_shapes()
+    got = {k: tuple(v.shape) for k, v in official.state_dict().items()}
+    assert got == expected
+    checkpoint = {"model_pos": {f"module.{k}": torch.empty(s, device="meta") for k, s in expected.items()}}
+    result = load_official_hot(official, checkpoint)
+    assert not result.missing_keys and not result.unexpected_keys

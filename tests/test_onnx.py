@@ -11,19 +11,7 @@ import pytest
 import torch
 
 from hourglass_tokenizer import wrap_with_hot
-from stand_ins import MixSTELike, MotionBERTLike, PoseFormerLike
-
-T, J = 27, 17
-
-
-def walk(batch: int, channels: int, seed: int) -> torch.Tensor:
-    """Random walks with a pause at a different place per sample, so the kept frames differ."""
-    g = torch.Generator().manual_seed(seed)
-    steps = torch.randn(batch, T, J, channels, generator=g) * 0.3
-    for s in range(batch):
-        start = (3 + 7 * s + 5 * seed) % (T - 6)
-        steps[s, start:start + 6] = 0
-    return torch.cumsum(steps, dim=1)
+from stand_ins import MixSTELike, MotionBERTLike, PoseFormerLike, randomise_hot_parameters, seeded, walks
 
 
 CASES = {
@@ -43,13 +31,9 @@ def run(session: onnxruntime.InferenceSession, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("case", CASES)
 def test_onnxruntime_matches_pytorch_on_fresh_inputs(case, tmp_path, one_thread) -> None:
     cls, channels, kwargs = CASES[case]
-    torch.manual_seed(0)
-    model = wrap_with_hot(cls(frames=T, joints=J, in_chans=channels).eval(), **kwargs)
-    with torch.no_grad():  # trained-looking HoT parameters, not their zero start
-        for name, p in model.named_parameters():
-            if name.split(".")[0] in ("pos_embed_token", "x_token", "cross_attention"):
-                p.normal_(0, 0.3)
-    example = walk(2, channels, seed=0)
+    model = wrap_with_hot(seeded(cls, in_chans=channels), **kwargs)
+    randomise_hot_parameters(model)  # trained-looking HoT parameters, not their zero start
+    example = walks(2, channels=channels)
     path = tmp_path / "hot.onnx"
     torch.onnx.export(model, (example,), dynamo=True, verbose=False).save(str(path))
     onnx.checker.check_model(str(path))
@@ -60,7 +44,7 @@ def test_onnxruntime_matches_pytorch_on_fresh_inputs(case, tmp_path, one_thread)
         example_frames = model.hot.last_indices.clone()
         torch.testing.assert_close(run(session, example), model(example), atol=1e-4, rtol=1e-4)
         for seed in (1, 2, 3):
-            fresh = walk(2, channels, seed=seed)
+            fresh = walks(2, channels=channels, seed=seed)
             expected = model(fresh)
             frames = model.hot.last_indices.clone()
             torch.testing.assert_close(run(session, fresh), expected, atol=1e-4, rtol=1e-4)

@@ -1,40 +1,24 @@
 """Recovery modes (``recover=``): training-free interpolation and nearest fill, TRA as a correction of
-the interpolation, the official TPC-only layout, and the argument's validation."""
+the interpolation, the official TPC-only layout and HoT checkpoints, and the argument's validation."""
 import copy
 
 import pytest
 import torch
 
 from hourglass_tokenizer import is_hot, load_official_hot, wrap_with_hot
-from hourglass_tokenizer.core.recovery import RECOVERY_MODES, interpolate_frames, resolve_recover
-from stand_ins import MixSTELike, MotionBERTLike
-from stand_ins_reach import _dpc_with_centre, nearest_fill, reference_two_stage
-from test_wrapping import T, build, randomise_hot_parameters, reference_mixste, structured_input
+from hourglass_tokenizer.core.recovery import (RECOVERY_MODES, CrossAttention, corrected_interpolation,
+                                               interpolate_frames, recover_frames, resolve_recover)
+from stand_ins import (MixSTELike, attention_by_hand, dpc_with_centre, interpolate_by_hand, nearest_fill,
+                       randomise_hot_parameters, reference_mixste, seeded, walks)
+
+TRA = dict(prune_block=2, tokens=9, recover="tra")
 
 
-# --- independent references, one frame at a time ---------------------------------------------
-def interpolate_by_hand(kept_seqs, idx, frames):
-    """Per sequence and frame: the two kept frames around it, weighted by distance in time."""
-    b = idx.shape[0]
-    per_sample = kept_seqs.shape[0] // b
-    out = torch.empty(kept_seqs.shape[0], frames, kept_seqs.shape[-1])
-    for n in range(kept_seqs.shape[0]):
-        kept = idx[n // per_sample].tolist()
-        for t in range(frames):
-            if t <= kept[0]:
-                out[n, t] = kept_seqs[n, 0]
-            elif t >= kept[-1]:
-                out[n, t] = kept_seqs[n, -1]
-            else:
-                right = next(p for p, frame in enumerate(kept) if frame >= t)
-                left = right - 1 if kept[right] != t else right
-                span = kept[right] - kept[left]
-                w = 0.0 if span == 0 else (t - kept[left]) / span
-                out[n, t] = (1 - w) * kept_seqs[n, left] + w * kept_seqs[n, right]
-    return out
+def build(seed=0):
+    return seeded(MixSTELike, seed), walks(3)
 
 
-# --- the pure function ---------------------------------------------------------------------------
+# --- the functions --------------------------------------------------------------------------------
 def test_interpolate_frames_matches_the_hand_written_interpolation():
     g = torch.Generator().manual_seed(0)
     idx = torch.tensor([[2, 5, 9, 10], [0, 1, 7, 11]])
@@ -47,37 +31,77 @@ def test_interpolate_frames_matches_the_hand_written_interpolation():
         interpolate_frames(kept[:, :3], idx, 12)
 
 
-# --- the wrapper -----------------------------------------------------------------------------------
-def nearest_by_hand(kept_seqs, idx, frames):
-    return nearest_fill(None, kept_seqs, idx, frames)
+def test_interpolation_copies_the_end_frames_exactly():
+    kept = torch.randn(2, 3, 4) * 100
+    idx = torch.tensor([[5, 9, 12], [0, 1, 20]])
+    out = interpolate_frames(kept, idx, 24)
+    for s in range(2):
+        first, last = idx[s, 0], idx[s, -1]
+        assert torch.equal(out[s, :first + 1], kept[s, :1].expand(int(first) + 1, -1))
+        assert torch.equal(out[s, last:], kept[s, -1:].expand(24 - int(last), -1))
+        assert torch.equal(out[s, idx[s]], kept[s])
 
 
-@pytest.mark.parametrize("mode, by_hand", [("interpolate", interpolate_by_hand), ("nearest", nearest_by_hand)])
+def test_corrected_interpolation_adds_the_attention_to_its_queries():
+    torch.manual_seed(0)
+    ca = CrossAttention(8, 2)
+    with torch.no_grad():
+        for p in ca.parameters():
+            p.normal_(0, 0.3)
+    x_token = torch.randn(1, 10, 8)
+    kept, idx = torch.randn(2, 4, 8), torch.tensor([[0, 3, 6, 9], [1, 2, 5, 8]])
+    queries = x_token + interpolate_frames(kept, idx, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(corrected_interpolation(x_token, ca, kept, idx),
+                                   queries + attention_by_hand(ca, queries, kept), atol=1e-5, rtol=1e-5)
+
+
+def test_cross_attention_options():
+    torch.manual_seed(0)
+    assert CrossAttention(16).num_heads == 8
+    plain = CrossAttention(64, 4)
+    assert plain.proj.weight.abs().sum() > 0  # only zero_output=True starts the projection at zero
+    assert CrossAttention(64, 4, zero_output=True).proj.weight.abs().sum() == 0
+    for linear in (plain.linear_q, plain.linear_k, plain.linear_v, plain.proj):
+        assert 0.015 < float(linear.weight.detach().std()) < 0.025 and linear.bias is not None
+    no_bias = CrossAttention(64, 4, qkv_bias=False)
+    assert no_bias.linear_q.bias is None and no_bias.linear_k.bias is None and no_bias.linear_v.bias is None
+    dropping = CrossAttention(8, 2, attn_drop=0.5)
+    query, key = torch.randn(2, 6, 8), torch.randn(2, 4, 8)
+    with torch.no_grad():
+        dropping.eval()  # no attention dropout at evaluation
+        torch.testing.assert_close(dropping(query, key, key), attention_by_hand(dropping, query, key),
+                                   atol=1e-6, rtol=1e-5)
+        dropping.train()
+        assert not torch.allclose(dropping(query, key, key), dropping(query, key, key))
+
+
+def test_recovery_keeps_the_dtype_of_the_kept_tokens():
+    torch.manual_seed(0)
+    ca = CrossAttention(8, 2)
+    x_token = torch.randn(1, 10, 8)
+    kept, idx = torch.randn(2, 4, 8).bfloat16(), torch.tensor([[0, 3, 6, 9], [1, 2, 5, 8]])
+    assert interpolate_frames(kept, idx, 10).dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert recover_frames(x_token, ca, kept).dtype == torch.bfloat16
+        assert corrected_interpolation(x_token, ca, kept, idx).dtype == torch.bfloat16
+
+
+# --- the wrapper ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode, by_hand", [("interpolate", interpolate_by_hand), ("nearest", nearest_fill)])
 def test_training_free_modes_match_hand_written_forward(mode, by_hand):
-    model, x, _ = build("mixste")
+    model, x = build()
     wrap_with_hot(model, prune_block=2, tokens=9, recover=mode)
     randomise_hot_parameters(model)  # pos_embed_token is still added to the kept frames
     with torch.no_grad():
         out = model(x)
-        expected = reference_mixste(model, x, 2, 9, recover=lambda m, kept, idx, frames: by_hand(kept, idx, frames))
+        expected = reference_mixste(model, x, 2, 9, recover=by_hand)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     assert set(k for k in model.state_dict() if k.split(".")[0] in ("x_token", "cross_attention")) == set()
 
 
-@pytest.mark.parametrize("cls", [MixSTELike, MotionBERTLike])
-@pytest.mark.parametrize("mode", ["interpolate", "tra+interpolate"])
-def test_keeping_every_frame_with_interpolation_is_the_original_model(cls, mode):
-    torch.manual_seed(0)
-    model = cls().eval()
-    x = structured_input(2, 3 if cls is MotionBERTLike else 2)
-    with torch.no_grad():
-        before = model(x)
-        wrap_with_hot(model, prune_block=1, tokens=T, recover=mode)
-        assert torch.equal(model(x), before)
-
-
 def test_tra_plus_interpolate_starts_as_interpolate_and_then_learns():
-    model, x, _ = build("mixste")
+    model, x = build()
     interpolating = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9, recover="interpolate")
     wrap_with_hot(model, prune_block=2, tokens=9)  # the default
     assert model.hot.recover == "tra+interpolate"
@@ -101,7 +125,7 @@ def test_tra_plus_interpolate_starts_as_interpolate_and_then_learns():
 
 
 def test_tra_plus_interpolate_needs_zero_queries():
-    model, _, _ = build("mixste")
+    model, _ = build()
     with pytest.raises(ValueError, match="must start at zeros"):
         wrap_with_hot(model, prune_block=2, tokens=9, recover="tra+interpolate", x_token_init="position")
     assert not is_hot(model)
@@ -111,7 +135,7 @@ def test_tra_plus_interpolate_needs_zero_queries():
 
 @pytest.mark.parametrize("bad", ["bogus", "TRA", None, 1, "interpolation"])
 def test_bad_recover_values_are_rejected_and_leave_the_model_alone(bad):
-    model, _, _ = build("mixste")
+    model, _ = build()
     with pytest.raises(ValueError, match=r"recover must be one of .*got"):
         wrap_with_hot(model, prune_block=2, tokens=9, recover=bad)
     assert not is_hot(model) and not hasattr(model, "pos_embed_token")
@@ -124,9 +148,9 @@ def test_recover_aliases():
 
 # --- official TPC and official HoT checkpoints --------------------------------------------------
 def test_official_tpc_checkpoint_loads_strictly_and_gives_the_same_centre_prediction():
-    official, x, _ = build("mixste")
+    official, x = build()
     state = copy.deepcopy(official.state_dict())  # official TPC-MixSTE keys are the plain model's
-    model, _, _ = build("mixste", seed=5)
+    model, _ = build(seed=5)
     wrap_with_hot(model, prune_block=2, tokens=9, recover=False)
     load_official_hot(model, {"model_pos": {"module." + k: v for k, v in state.items()}})
     model.load_state_dict(state, strict=True)
@@ -135,8 +159,8 @@ def test_official_tpc_checkpoint_loads_strictly_and_gives_the_same_centre_predic
         # The official TPC-MixSTE: centre frame forced in, no kept-frame embedding; its head reads
         # only the kept frames, whose tokens the nearest fill passes through unchanged.
         trace = {}
-        expected = reference_two_stage(official, x, (2,), (9,), recover=nearest_fill, embeddings=(None,),
-                                       select=lambda features, f: _dpc_with_centre(features, f, 13), trace=trace)
+        expected = reference_mixste(official, x, 2, 9, recover=nearest_fill, embeddings=(None,),
+                                    select=lambda features, f: dpc_with_centre(features, f, 13), trace=trace)
     idx = trace["indices"]
     assert torch.equal(model.hot.last_indices, idx) and (idx == model.hot.center).any(dim=1).all()
     for s in range(x.shape[0]):  # every kept frame's prediction is the official model's
@@ -144,7 +168,7 @@ def test_official_tpc_checkpoint_loads_strictly_and_gives_the_same_centre_predic
 
 
 def test_official_checkpoints_need_the_matching_recovery():
-    model, _, _ = build("mixste")
+    model, _ = build()
     hot_ckpt = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9, recover="tra").state_dict()
     default = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9)
     with pytest.raises(ValueError, match="wrap with recover='tra'"):
@@ -156,3 +180,17 @@ def test_official_checkpoints_need_the_matching_recovery():
         load_official_hot(default, model.state_dict())
     paper = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9, recover="tra")
     load_official_hot(paper, hot_ckpt)
+
+
+def test_official_hot_checkpoint_layout_loads():
+    model, x = build()
+    wrap_with_hot(model, **TRA)
+    randomise_hot_parameters(model)
+    official = {"model_pos": {"module." + k: v.clone() for k, v in model.state_dict().items()}}
+    fresh = wrap_with_hot(build(seed=4)[0], **TRA)
+    load_official_hot(fresh, official)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+    other = wrap_with_hot(build(seed=4)[0], prune_block=2, tokens=7)
+    with pytest.raises(ValueError, match="wrap with tokens=9"):
+        load_official_hot(other, official)

@@ -1,4 +1,5 @@
-"""The issue-8 stand-ins run, and their reference HoT forwards are right without the wrapper.
+"""The stand-ins run as their upstream families do, and their hand-written HoT forwards
+(``tests/stand_ins.py``) are right without the wrapper.
 
 Each reference keeping every frame (zero kept-frame embedding, recovery by nearest kept frame)
 must give exactly the unwrapped model's output; with fewer frames it must really prune (the
@@ -10,13 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from hourglass_tokenizer.core.selection import dpc_knn
 from hourglass_tokenizer.core.recovery import CrossAttention
-from stand_ins import MixSTELike
-from stand_ins_reach import (J, T, MHFormerLike, MotionAGFormerLike, STCFormerLike, nearest_fill,
-                             reference_mhformer_tpc, reference_motionagformer, reference_stcformer,
-                             reference_two_stage, take_frames, tra, with_rank_indexed_norms)
-from test_wrapping import reference_mixste, structured_input
+from hourglass_tokenizer.core.selection import dpc_knn
+from stand_ins import (J, T, MHFormerLike, MixSTELike, MotionAGFormerLike, STCFormerLike, nearest_fill, record_inputs,
+                       reference_mhformer_tpc, reference_mixste, reference_motionagformer, reference_stcformer, seeded,
+                       take_frames, tra, walks, with_rank_indexed_norms)
 
 
 class Hot(nn.Module):
@@ -31,16 +30,14 @@ class Hot(nn.Module):
         self.cross_attention = CrossAttention(width, 2)
 
 
-def build(cls, seed=0, **kwargs):
-    torch.manual_seed(seed)
-    return cls(**kwargs).eval()
-
-
-def count_frames_seen(blocks):
-    """Hooks recording the frame count each block's first input carries (axis 1 of b t ... tensors)."""
-    seen = []
-    handles = [blk.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[1])) for blk in blocks]
-    return seen, handles
+def frames_seen(blocks, run):
+    """The frame count (axis 1) of the first input of each of ``blocks`` while ``run()`` runs."""
+    shapes, handles = record_inputs(blocks)
+    with torch.no_grad():
+        out = run()
+    for handle in handles:
+        handle.remove()
+    return [shape[1] for shape in shapes], out
 
 
 def every_third(features, f):
@@ -48,18 +45,20 @@ def every_third(features, f):
 
 
 # --- the stand-ins themselves -----------------------------------------------------------------
-def test_stcformer_like_accepts_any_length_and_has_no_frame_count():
-    m = build(STCFormerLike)
+def test_stcformer_like_accepts_any_length_and_keeps_its_frame_count_only_in_d_time():
+    m = seeded(STCFormerLike)
     for frames in (9, 27, 31):
         with torch.no_grad():
             assert m(torch.randn(2, frames, J, 2)).shape == (2, frames, J, 3)
     sizes = {s for p in list(m.parameters()) + list(m.buffers()) for s in p.shape}
     assert not {9, 27, 31} & sizes
     assert not any(isinstance(getattr(m, a, None), int) for a in ("num_frames", "frames", "maxlen", "n_frames"))
+    assert m.stcformer.d_time == T and list(m.named_parameters(recurse=False)) == []
+    assert [name for name, _ in m.named_children()] == ["pose_emb", "gelu", "stcformer", "regress_head"]
 
 
 def test_mhformer_like_blocks_carry_three_streams():
-    m = build(MHFormerLike)
+    m = seeded(MHFormerLike)
     x = torch.randn(2, T, J, 2)
     with torch.no_grad():
         assert m(x).shape == (2, T, J, 3)
@@ -70,16 +69,11 @@ def test_mhformer_like_blocks_carry_three_streams():
             assert isinstance(out, tuple) and [o.shape for o in out] == [(2, T, 12)] * 3
             streams = out
     # The MHG encoders' tokens are (b, 2J, T): frames are channels there.
-    seen, handles = count_frames_seen(m.Transformer_encoder_1.blocks)
-    with torch.no_grad():
-        m(x)
-    for h in handles:
-        h.remove()
-    assert seen == [2 * J, 2 * J]
+    assert frames_seen(m.Transformer_encoder_1.blocks, lambda: m(x))[0] == [2 * J, 2 * J]
 
 
 def test_motionagformer_like_norms_are_per_frame_index():
-    m = build(MotionAGFormerLike)
+    m = seeded(MotionAGFormerLike)
     assert all(layer.mixer.batch_norm.num_features == T for layer in m.layers)
     with torch.no_grad():
         assert m(torch.randn(2, T, J, 3)).shape == (2, T, J, 3)
@@ -88,17 +82,23 @@ def test_motionagformer_like_norms_are_per_frame_index():
 
 
 # --- keeping every frame, each reference is the model -------------------------------------------
-def test_stcformer_reference_keeping_every_frame_is_the_model():
-    m = build(STCFormerLike)
-    x = structured_input(3, 2)
+@pytest.mark.parametrize("build, channels, reference", [
+    (lambda: seeded(STCFormerLike), 2, lambda m, x, hot: reference_stcformer(m, x, 2, T, recover=nearest_fill, hot=hot)),
+    (lambda: seeded(MotionAGFormerLike), 3,
+     lambda m, x, hot: reference_motionagformer(m, x, 2, T, recover=nearest_fill, hot=hot)),
+    (lambda: seeded(MixSTELike, depth=6), 2,  # two stages
+     lambda m, x, hot: reference_mixste(m, x, (2, 4), (T, T), recover=nearest_fill, hot=hot)),
+], ids=["STCFormer", "MotionAGFormer", "MixSTE at two depths"])
+def test_a_reference_keeping_every_frame_is_the_model(build, channels, reference):
+    m = build()
+    x = walks(3, channels=channels)
     with torch.no_grad():
-        out = reference_stcformer(m, x, 2, T, recover=nearest_fill, hot=Hot(T, T, 16))
-        assert torch.equal(out, m(x))
+        assert torch.equal(reference(m, x, Hot(T, T, 16)), m(x))
 
 
 def test_mhformer_reference_keeping_every_frame_is_the_model():
-    m = build(MHFormerLike)
-    x = structured_input(3, 2)
+    m = seeded(MHFormerLike)
+    x = walks(3)
     trace = {}
     with torch.no_grad():
         out = reference_mhformer_tpc(m, x, T, trace=trace)
@@ -107,50 +107,27 @@ def test_mhformer_reference_keeping_every_frame_is_the_model():
     assert trace["indices"].tolist() == [list(range(T))] * 3
 
 
-def test_motionagformer_reference_keeping_every_frame_is_the_model():
-    m = build(MotionAGFormerLike)
-    x = structured_input(3, 3)
-    with torch.no_grad():
-        out = reference_motionagformer(m, x, 2, T, recover=nearest_fill, hot=Hot(T, T, 16))
-        assert torch.equal(out, m(x))
-
-
-def test_two_stage_reference_keeping_every_frame_is_the_model():
-    m = build(MixSTELike, depth=6)
-    x = structured_input(3, 2)
-    with torch.no_grad():
-        out = reference_two_stage(m, x, (2, 4), (T, T), recover=nearest_fill, hot=Hot(T, T, 16))
-        assert torch.equal(out, m(x))
-
-
 # --- with fewer frames, the references really prune -------------------------------------------
 def test_stcformer_reference_prunes_per_sample():
-    m = build(STCFormerLike)
-    x = structured_input(3, 2)
+    m = seeded(STCFormerLike)
+    x = walks(3)
     hot = Hot(9, T, 16, randomise=True)
-    seen, handles = count_frames_seen(m.stc_blocks)
     trace = {}
-    with torch.no_grad():
-        out = reference_stcformer(m, x, 2, 9, hot=hot, trace=trace)
-    for h in handles:
-        h.remove()
+    seen, out = frames_seen(m.stcformer.stc_block, lambda: reference_stcformer(m, x, 2, 9, hot=hot, trace=trace))
     assert seen == [T, T, 9, 9]
     assert out.shape == (3, T, J, 3) and not torch.allclose(out, m(x), atol=1e-3)
     assert len({tuple(r) for r in trace["indices"].tolist()}) > 1
     # TRA itself by hand: the recovered tokens come from x_token queries, not from the kept frames.
-    assert tra(hot, torch.randn(3 * J, 9, 16), trace["indices"], T).shape == (3 * J, T, 16)
+    assert tra(hot, torch.randn(3 * J, 9, 16), T).shape == (3 * J, T, 16)
 
 
 def test_mhformer_reference_keeps_the_centre_and_matches_the_official_centre_prediction():
-    m = build(MHFormerLike)
-    x = structured_input(3, 2)
+    m = seeded(MHFormerLike)
+    x = walks(3)
     stage = m.Transformer_hypothesis
-    seen, handles = count_frames_seen(list(stage.SHR_blocks) + list(stage.CHI_blocks))
     trace = {}
-    with torch.no_grad():
-        out = reference_mhformer_tpc(m, x, 9, trace=trace)
-    for h in handles:
-        h.remove()
+    seen, out = frames_seen(list(stage.SHR_blocks) + list(stage.CHI_blocks),
+                            lambda: reference_mhformer_tpc(m, x, 9, trace=trace))
     assert seen == [T, 9, 9]  # pruned after SHR[0]; SHR[1] and CHI[0] see the kept frames
     idx = trace["indices"]
     centre = (T - 1) // 2
@@ -166,8 +143,8 @@ def test_mhformer_reference_keeps_the_centre_and_matches_the_official_centre_pre
 
 
 def test_motionagformer_reference_needs_rank_indexed_norms_and_uses_them():
-    m = build(MotionAGFormerLike)
-    x = structured_input(3, 3)
+    m = seeded(MotionAGFormerLike)
+    x = walks(3, channels=3)
     hot = Hot(9, T, 16)
     with pytest.raises(AssertionError, match=r"layers.2.mixer.batch_norm has 27 features, expected 9"):
         with torch.no_grad():
@@ -196,44 +173,13 @@ def test_motionagformer_reference_needs_rank_indexed_norms_and_uses_them():
 
 
 def test_two_stage_reference_composes_indices_into_original_frames():
-    m = build(MixSTELike, depth=6)
-    x = structured_input(2, 2)
-    seen, handles = count_frames_seen(m.temporal_blocks)
+    m = seeded(MixSTELike, depth=6)
+    x = walks(2)
     trace = {}
-    with torch.no_grad():
-        reference_two_stage(m, x, (2, 4), (9, 3), select=every_third, recover=nearest_fill,
-                            hot=Hot(9, T, 16, randomise=True), trace=trace)
-    for h in handles:
-        h.remove()
+    seen, _ = frames_seen(m.temporal_blocks, lambda: reference_mixste(
+        m, x, (2, 4), (9, 3), select=every_third, recover=nearest_fill, hot=Hot(9, T, 16, randomise=True),
+        trace=trace))
     # Temporal blocks see (b j) t c tokens: 27, 27, 9, 9, 3, 3 frames.
     assert seen == [T, T, 9, 9, 3, 3]
     # Stage 1 keeps frames 0, 3, ..., 24; stage 2 keeps ranks 0, 3, 6 of those: frames 0, 9, 18.
     assert trace["indices"].tolist() == [[0, 9, 18]] * 2
-
-
-def test_two_stage_reference_reduces_to_single_stage_references():
-    m = build(MixSTELike, depth=6)
-    x = structured_input(3, 2)
-    full = Hot(T, T, 16)
-    second = Hot(3, T, 16, randomise=True, seed=1)
-    first = Hot(9, T, 16, randomise=True, seed=2)
-
-    def recover(hot, kept, idx, frames):
-        return nearest_fill(hot, kept, idx, frames)
-
-    with torch.no_grad():
-        # Stage 1 keeps every frame: the same as pruning once at the second depth.
-        m.pos_embed_token = second.pos_embed_token
-        single = reference_mixste(m, x, 4, 3, recover=recover)
-        two = reference_two_stage(m, x, (2, 4), (T, 3), recover=recover,
-                                  embeddings=(full.pos_embed_token, second.pos_embed_token))
-        torch.testing.assert_close(two, single, atol=1e-6, rtol=1e-6)
-        # Stage 2 keeps every remaining frame: the same as pruning once at the first depth.
-        m.pos_embed_token = first.pos_embed_token
-        single = reference_mixste(m, x, 2, 9, recover=recover)
-        two = reference_two_stage(m, x, (2, 4), (9, 9), recover=recover)
-        torch.testing.assert_close(two, single, atol=1e-6, rtol=1e-6)
-        del m.pos_embed_token
-        # A real second stage changes the output.
-        assert not torch.allclose(reference_two_stage(m, x, (2, 4), (9, 3), recover=recover, hot=first), two,
-                                  atol=1e-4)
