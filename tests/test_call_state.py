@@ -65,7 +65,7 @@ def test_last_indices_are_those_of_the_calling_threads_own_call():
 
 
 def test_a_handle_taken_before_a_lazy_set_up_stays_the_models_state():
-    from stand_ins_reach import STCFormerLike
+    from stand_ins import STCFormerLike
 
     torch.manual_seed(0)
     model = wrap_with_hot(STCFormerLike().eval(), prune_block=1, tokens=9)
@@ -85,7 +85,7 @@ def test_a_handle_taken_before_a_lazy_set_up_stays_the_models_state():
 
 
 def test_a_setting_a_pending_model_cannot_take_is_refused_before_the_set_up():
-    from stand_ins_reach import STCFormerLike
+    from stand_ins import STCFormerLike
 
     model = wrap_with_hot(STCFormerLike().eval(), prune_block=1, tokens=9)
     with pytest.raises(ValueError, match="tokens must be >= 1"):
