@@ -185,6 +185,21 @@ def dpc_with_centre(features: torch.Tensor, f: int, centre: int) -> torch.Tensor
     return torch.sort(torch.cat([picked, torch.full((b, 1), centre, dtype=torch.long)], dim=1), dim=1).values
 
 
+def run_pruned(blocks: Sequence[nn.Module], h: torch.Tensor, prune_block: int, tokens: int, select: Callable, hot,
+               trace: Optional[dict]):
+    """Run ``blocks`` on ``(b, t, j, c)`` tokens; at the input of block ``prune_block`` keep the ``tokens``
+    frames ``select`` picks on the joint-mean tokens, plus ``hot.pos_embed_token``. Returns the last
+    block's output and the kept frames."""
+    for i, blk in enumerate(blocks):
+        if i == prune_block:
+            idx = select(h.mean(dim=2), tokens)
+            h = take_frames(h, idx) + hot.pos_embed_token[:, :, None, :]
+        h = blk(h)
+    if trace is not None:
+        trace["indices"] = idx
+    return h, idx
+
+
 def to_sequences(h: torch.Tensor) -> torch.Tensor:
     """``(b, t, j, c)`` -> one sequence per joint, ``(b*j, t, c)``."""
     return h.transpose(1, 2).reshape(h.shape[0] * h.shape[2], h.shape[1], -1)
@@ -730,16 +745,8 @@ def reference_stcformer(m: STCFormerLike, x: torch.Tensor, prune_block: int, tok
     """Keep ``tokens`` frames chosen on the joint-mean tokens at the input of block ``prune_block``
     (plus ``pos_embed_token``), restore all frames before ``regress_head``."""
     hot = m if hot is None else hot
-    b, frames, joints, _ = x.shape
-    h = m.gelu(m.pose_emb(x))
-    for i, blk in enumerate(m.stcformer.stc_block):
-        if i == prune_block:
-            idx = select(h.mean(dim=2), tokens)
-            h = take_frames(h, idx) + hot.pos_embed_token[:, :, None, :]
-        h = blk(h)
-    if trace is not None:
-        trace["indices"] = idx
-    return m.regress_head(from_sequences(restore(hot, to_sequences(h), idx, frames, recover), joints))
+    h, idx = run_pruned(m.stcformer.stc_block, m.gelu(m.pose_emb(x)), prune_block, tokens, select, hot, trace)
+    return m.regress_head(from_sequences(restore(hot, to_sequences(h), idx, x.shape[1], recover), x.shape[2]))
 
 
 # --- MHFormer: blocks on tuples of three token streams, over two consecutive lists ---------------------------
@@ -999,17 +1006,11 @@ def reference_motionagformer(m: MotionAGFormerLike, x: torch.Tensor, prune_block
     """
     hot = m if hot is None else hot
     b, frames, joints, _ = x.shape
-    h = m.joints_embed(x) + m.pos_embed
     for i, layer in enumerate(m.layers):
         expected = frames if i < prune_block else tokens
         assert layer.mixer.batch_norm.num_features == expected, (
             f"layers.{i}.mixer.batch_norm has {layer.mixer.batch_norm.num_features} features, expected {expected}")
-        if i == prune_block:
-            idx = select(h.mean(dim=2), tokens)
-            h = take_frames(h, idx) + hot.pos_embed_token[:, :, None, :]
-        h = layer(h)
-    if trace is not None:
-        trace["indices"] = idx
+    h, idx = run_pruned(m.layers, m.joints_embed(x) + m.pos_embed, prune_block, tokens, select, hot, trace)
     full = from_sequences(restore(hot, to_sequences(m.norm(h)), idx, frames, recover), joints)
     return m.head(m.rep_logit(full))
 
