@@ -69,9 +69,9 @@ MODELS = {
                            needs_example=True, layouts=FRAME_TOKENS),
     "TransformerEncoderLayer": Case(TorchEncoderVPT, (27, 17, 2), 1, 9, needs_example=True),
     "norm-first TransformerEncoderLayer in nn.Sequential": Case(
-        lambda: SequentialVPT(dim=32, num_heads=4, block=encoder_layer), (27, 17, 2), 1, 9, layouts=FRAME_TOKENS),
+        lambda: SequentialVPT(block=encoder_layer), (27, 17, 2), 1, 9, layouts=FRAME_TOKENS),
     "timm ViT blocks in nn.Sequential": Case(
-        lambda: SequentialVPT(dim=32, num_heads=4, block=timm_block), (27, 17, 2), 1, 9, layouts=FRAME_TOKENS),
+        lambda: SequentialVPT(block=timm_block), (27, 17, 2), 1, 9, layouts=FRAME_TOKENS),
     "MultiheadAttention": Case(FrameTokensVPT, (27, 17, 2), 1, 9, "nearest"),
     "b (t j) c": Case(JointTimeVPT, (9, 5, 2), 1, 4, "tra"),
     "b j t c": Case(JointMajorVPT, (27, 17, 2), 2, 9),
