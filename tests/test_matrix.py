@@ -305,10 +305,12 @@ def test_recover_before_moves_the_recovery_point():
         wrap_with_hot(MixSTELike(), prune_block=1, tokens=9, recover_before="embed")
 
 
-def test_example_input_or_input_shape_when_the_shape_cannot_be_inferred():
+def test_a_shape_read_off_the_parameters_or_given_by_example_input_or_input_shape():
     model = TorchEncoderVPT(frames=15).eval()
-    # No frame count to read: the wrap is lazy and waits for the first forward (tests/test_lazy.py).
-    assert wrap_with_hot(copy.deepcopy(model), prune_block=1, tokens=5).hot.pending
+    # No frame-count attribute: T comes from its (1, T, c) position parameter (models with no such
+    # evidence wrap lazily: tests/test_lazy.py).
+    guessed = wrap_with_hot(copy.deepcopy(model), prune_block=1, tokens=5)
+    assert not guessed.hot.pending and (guessed.hot.frames, guessed.hot.structure.joints) == (15, 17)
     with pytest.raises(ValueError, match="example_input must be"):
         wrap_with_hot(model, prune_block=1, tokens=5, example_input=torch.zeros(15, 17, 2))
     x = walks(2, 15)
@@ -316,7 +318,7 @@ def test_example_input_or_input_shape_when_the_shape_cannot_be_inferred():
     wrap_with_hot(model, prune_block=1, tokens=5, example_input=x)
     assert model.hot.frames == 15 and model.hot.layouts["layers"] == "(b j) t c"
     with torch.no_grad():
-        assert torch.equal(model(x), by_shape(x))
+        assert torch.equal(model(x), by_shape(x)) and torch.equal(guessed(x), by_shape(x))
     assert model.hot.last_indices.shape == (2, 5)
 
 

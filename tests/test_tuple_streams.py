@@ -34,7 +34,7 @@ def test_mhformer_like_tpc_matches_the_official_tpc_and_loads_its_checkpoint():
     assert_unwraps_exactly(model, x, before)
 
 
-def test_mhformer_like_wraps_lazily_and_tolerates_a_forward_returning_a_tuple():
+def test_mhformer_like_wraps_at_once_and_tolerates_a_forward_returning_a_tuple():
     class Returning(MHFormerLike):  # upstream TPC code returns (x, index)
         def forward(self, x):
             return super().forward(x), None
@@ -42,7 +42,8 @@ def test_mhformer_like_wraps_lazily_and_tolerates_a_forward_returning_a_tuple():
     model = seeded(Returning)
     x = walks(2)
     wrap_with_hot(model, prune_block=1, tokens=9, recover=False)
-    assert model.hot.pending
+    # No frame count is stored: T is read off its (1, T, c) embeddings, so the wrap is not lazy.
+    assert not model.hot.pending and model.hot.frames == x.shape[1]
     with torch.no_grad():
         out, _ = model(x)
         expected = reference_mhformer_tpc(model, x, 9)
