@@ -114,11 +114,13 @@ def _kept_neighbours(idx: torch.Tensor, frames: int) -> Tuple[torch.Tensor, torc
     """
     f = idx.shape[1]
     t = torch.arange(frames, device=idx.device)
-    # Comparisons rather than searchsorted: O(T f) on tiny tensors, and every exporter knows them.
-    at_or_before = (idx[:, None, :] <= t[None, :, None]).sum(-1) - 1  # -1: before the first kept frame
-    before = at_or_before.clamp(min=0)
-    exact = idx.gather(1, before) == t
-    after = torch.where(exact | (at_or_before < 0), before, (at_or_before + 1).clamp(max=f - 1))
+    # Counts of kept frames at or before / strictly before each frame, by comparisons rather than
+    # searchsorted: O(T f) on tiny tensors, and every exporter knows them. The first count, less one,
+    # is the kept frame at or before t; the second, the first kept frame at or after t (the same one
+    # when t is kept; both clamp to the ends outside the kept range).
+    kept, now = idx[:, None, :], t[None, :, None]
+    before = ((kept <= now).sum(-1) - 1).clamp(min=0)
+    after = (kept < now).sum(-1).clamp(max=f - 1)
     before_frame, after_frame = idx.gather(1, before), idx.gather(1, after)
     span = after_frame - before_frame
     weight = torch.where(span > 0, (t - before_frame) / span.clamp(min=1), torch.zeros((), device=idx.device))
