@@ -620,6 +620,9 @@ def _frame_sized_leaves(lists: Dict[str, nn.Module], t: int) -> Dict[str, nn.Mod
     return found
 
 
+_FRAME_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+
+
 def _with_frame_layers(model: nn.Module, sites: List[BlockSite], log: List[_Call], t: int, widths: set,
                        given: Optional[Sequence[str]]) -> List[BlockSite]:
     """Attach to every site the layers inside its block that are indexed by frame position.
@@ -636,52 +639,63 @@ def _with_frame_layers(model: nn.Module, sites: List[BlockSite], log: List[_Call
             x = token_argument(call.args, call.kwargs)[0]
             if x is not None:
                 leaf_input[call.name] = x
-    norms = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-    per_site: Dict[str, List[str]] = {s.name: [] for s in sites}
-    unprunable: Dict[str, List[str]] = {s.name: [] for s in sites}
-    owner = {}
-    for name in leaf_input:
-        site = next((s for s in sites if name.startswith(s.name + ".")), None)
-        if site is not None:
-            owner[name] = site
+    owner = {name: next(s for s in sites if name.startswith(s.name + "."))
+             for name in leaf_input if any(name.startswith(s.name + ".") for s in sites)}
     if given is not None:
-        if isinstance(given, str) or not all(isinstance(n, str) for n in given):
-            raise TypeError(f"frame_layers must be a list of module names, got {given!r}")
-        used = set()
-        for name, site in owner.items():
-            for entry in given:
-                if name == entry or name == f"{site.name}.{entry}":
-                    module = model.get_submodule(name)
-                    if not isinstance(module, norms) or module.num_features != t:
-                        raise ValueError(f"frame_layers: {name} is a {type(module).__name__}; only batch/instance "
-                                         f"norms with num_features == frames ({t}) can be made rank-indexed")
-                    per_site[site.name].append(name)
-                    used.add(entry)
-        missing = [e for e in given if e not in used]
-        if missing:
-            raise ValueError(f"frame_layers: no module with a size-{t} parameter inside the blocks matches "
-                             f"{missing}; candidates: {sorted(owner)}")
+        per_site, unprunable = _given_frame_layers(model, owner, given, t), {}
     else:
-        ambiguous = []
-        for name, site in owner.items():
-            module, x = model.get_submodule(name), leaf_input[name]
-            if isinstance(module, norms) and module.num_features == t and x.dim() >= 2 and x.shape[1] == t:
-                (ambiguous if t in widths else per_site[site.name]).append(name)
-            elif t not in widths and (
-                    (isinstance(module, nn.Linear) and module.in_features == t)
-                    or (isinstance(module, nn.modules.conv._ConvNd) and module.in_channels == t)):
-                unprunable[site.name].append(f"{name} ({type(module).__name__} over {t} features)")
-        if ambiguous:
-            raise ValueError(f"frames ({t}) equal the token width, so {sorted(ambiguous)[:3]} could be indexed by "
-                             "frame or by channel; pass frame_layers=[names of the layers indexed by frame] "
-                             "(relative to a block, e.g. 'mixer.batch_norm'), or frame_layers=[] for none")
+        per_site, unprunable = _detected_frame_layers(model, owner, leaf_input, t, widths)
     out = []
     for site in sites:
         layers = tuple(FrameLayer(name=n, parent=model.get_submodule(n.rsplit(".", 1)[0]),
                                   attribute=n.rsplit(".", 1)[1], module=model.get_submodule(n))
-                       for n in per_site[site.name])
-        out.append(dataclasses.replace(site, frame_layers=layers, unprunable=tuple(unprunable[site.name])))
+                       for n in per_site.get(site.name, []))
+        out.append(dataclasses.replace(site, frame_layers=layers, unprunable=tuple(unprunable.get(site.name, []))))
     return out
+
+
+def _given_frame_layers(model: nn.Module, owner: Dict[str, BlockSite], given: Sequence[str], t: int
+                        ) -> Dict[str, List[str]]:
+    """The user's ``frame_layers`` names resolved to full names per block; each must be a size-``T`` norm."""
+    if isinstance(given, str) or not all(isinstance(n, str) for n in given):
+        raise TypeError(f"frame_layers must be a list of module names, got {given!r}")
+    per_site: Dict[str, List[str]] = {}
+    used = set()
+    for name, site in owner.items():
+        for entry in given:
+            if name == entry or name == f"{site.name}.{entry}":
+                module = model.get_submodule(name)
+                if not isinstance(module, _FRAME_NORMS) or module.num_features != t:
+                    raise ValueError(f"frame_layers: {name} is a {type(module).__name__}; only batch/instance "
+                                     f"norms with num_features == frames ({t}) can be made rank-indexed")
+                per_site.setdefault(site.name, []).append(name)
+                used.add(entry)
+    missing = [e for e in given if e not in used]
+    if missing:
+        raise ValueError(f"frame_layers: no module with a size-{t} parameter inside the blocks matches "
+                         f"{missing}; candidates: {sorted(owner)}")
+    return per_site
+
+
+def _detected_frame_layers(model: nn.Module, owner: Dict[str, BlockSite], leaf_input: Dict[str, torch.Tensor],
+                           t: int, widths: set) -> Tuple[Dict[str, List[str]], Dict[str, List[str]]]:
+    """Per block, the norms over its frame axis, and the layers that consume ``T`` features."""
+    per_site: Dict[str, List[str]] = {}
+    unprunable: Dict[str, List[str]] = {}
+    ambiguous = []
+    for name, site in owner.items():
+        module, x = model.get_submodule(name), leaf_input[name]
+        if isinstance(module, _FRAME_NORMS) and module.num_features == t and x.dim() >= 2 and x.shape[1] == t:
+            (ambiguous if t in widths else per_site.setdefault(site.name, [])).append(name)
+        elif t not in widths and (
+                (isinstance(module, nn.Linear) and module.in_features == t)
+                or (isinstance(module, nn.modules.conv._ConvNd) and module.in_channels == t)):
+            unprunable.setdefault(site.name, []).append(f"{name} ({type(module).__name__} over {t} features)")
+    if ambiguous:
+        raise ValueError(f"frames ({t}) equal the token width, so {sorted(ambiguous)[:3]} could be indexed by "
+                         "frame or by channel; pass frame_layers=[names of the layers indexed by frame] "
+                         "(relative to a block, e.g. 'mixer.batch_norm'), or frame_layers=[] for none")
+    return per_site, unprunable
 
 
 def _recovery_point(model: nn.Module, log: List[_Call], last_block: int, recover_before: Optional[str],

@@ -31,7 +31,61 @@ def _shown(stages: Tuple[int, ...]) -> Union[int, Tuple[int, ...]]:
     return stages[0] if len(stages) == 1 else stages
 
 
-class HotState:
+class _ProbedFacts:
+    """Read-only views of what the probe found (``model.hot.frames``, ``.layouts``...); they raise
+    while a lazily wrapped model waits for its first forward."""
+
+    _structure: Optional[ModelStructure]
+
+    def _known(self, name: str) -> ModelStructure:
+        if self._structure is None:
+            raise AttributeError(f"model.hot.{name} is not known yet: the model was wrapped lazily (its frame count "
+                                 "could not be inferred) and is set up by its first forward; run one forward first")
+        return self._structure
+
+    @property
+    def structure(self) -> ModelStructure:
+        """What the probe found (block lists, layouts, recovery point); read-only."""
+        return self._known("structure")
+
+    @property
+    def frames(self) -> int:
+        """Frames ``T`` the model was wrapped for."""
+        return self._known("frames").frames
+
+    @property
+    def depth(self) -> int:
+        """Number of blocks per block list (``prune_block`` ranges over ``1..depth-1``)."""
+        return self._known("depth").depth
+
+    @property
+    def block_lists(self) -> Tuple[str, ...]:
+        return self._known("block_lists").lists
+
+    @property
+    def layouts(self) -> Dict[str, str]:
+        """Token layout of every hooked block list and of the recovery point."""
+        structure = self._known("layouts")
+        out = {s.name.rsplit(".", 1)[0]: s.layout.pattern for s in structure.sites}
+        out[structure.recover_name] = structure.recover_layout.pattern
+        return out
+
+    @property
+    def recover_before(self) -> str:
+        return self._known("recover_before").recover_name
+
+    @property
+    def family(self) -> Optional[str]:
+        """Recognised architecture family ("mixste", "motionbert", "motionagformer") or None."""
+        return self._known("family").family
+
+    @property
+    def center(self) -> int:
+        """The frame a TPC-only (seq2frame) model predicts; always among the kept frames."""
+        return (self.frames - 1) // 2
+
+
+class HotState(_ProbedFacts):
     """Configuration and hooks of a HoT model; available as ``model.hot``.
 
     ``tokens``, ``prune_block``, ``selector``, ``k``, ``seed`` and ``check_inputs`` can be changed in
@@ -96,8 +150,7 @@ class HotState:
                              lambda depth: config.tokens[config.stage_of(depth)], self._swapped)
 
     def start_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        """Open a call's pass by hand: the lazy set-up installs the hooks during the first call, after
-        torch has passed its model pre-hooks."""
+        """Open a call's pass by hand (the lazy set-up hooks the model in the middle of a call)."""
         self._forward.on_model_start(module, args, kwargs)
 
     def remove_hooks(self) -> None:
@@ -138,54 +191,6 @@ class HotState:
         self._model.pos_embed_token = nn.Parameter(data.contiguous(), requires_grad=old.requires_grad)
         warnings.warn("model.pos_embed_token was replaced by a new parameter of shape "
                       f"{tuple(data.shape)}; rebuild optimisers that held the old one", stacklevel=4)
-
-    # -- what the probe found ------------------------------------------------------------------
-    def _known(self, name: str) -> ModelStructure:
-        if self._structure is None:
-            raise AttributeError(f"model.hot.{name} is not known yet: the model was wrapped lazily (its frame count "
-                                 "could not be inferred) and is set up by its first forward; run one forward first")
-        return self._structure
-
-    @property
-    def structure(self) -> ModelStructure:
-        """What the probe found (block lists, layouts, recovery point); read-only."""
-        return self._known("structure")
-
-    @property
-    def frames(self) -> int:
-        """Frames ``T`` the model was wrapped for."""
-        return self._known("frames").frames
-
-    @property
-    def depth(self) -> int:
-        """Number of blocks per block list (``prune_block`` ranges over ``1..depth-1``)."""
-        return self._known("depth").depth
-
-    @property
-    def block_lists(self) -> Tuple[str, ...]:
-        return self._known("block_lists").lists
-
-    @property
-    def layouts(self) -> Dict[str, str]:
-        """Token layout of every hooked block list and of the recovery point."""
-        structure = self._known("layouts")
-        out = {s.name.rsplit(".", 1)[0]: s.layout.pattern for s in structure.sites}
-        out[structure.recover_name] = structure.recover_layout.pattern
-        return out
-
-    @property
-    def recover_before(self) -> str:
-        return self._known("recover_before").recover_name
-
-    @property
-    def family(self) -> Optional[str]:
-        """Recognised architecture family ("mixste", "motionbert", "motionagformer") or None."""
-        return self._known("family").family
-
-    @property
-    def center(self) -> int:
-        """The frame a TPC-only (seq2frame) model predicts; always among the kept frames."""
-        return (self.frames - 1) // 2
 
     # -- settings ------------------------------------------------------------------------------
     @property
@@ -274,9 +279,8 @@ class HotState:
         return stages[-1] if stages else None
 
     def __repr__(self) -> str:
-        if self.pending:
-            return f"HotState({self._config.describe()}; set up by the first forward)"
         s = self._structure
-        return (f"HotState(prune_block={self.prune_block}, tokens={self.tokens}, frames={s.frames}, "
-                f"recover={self.recover!r}, selector={self.selector!r}, block_lists={list(s.lists)}, "
-                f"recover_before={s.recover_name!r}, family={s.family!r})")
+        return f"HotState({self._config.describe()}; set up by the first forward)" if s is None else (
+            f"HotState(prune_block={self.prune_block}, tokens={self.tokens}, frames={s.frames}, recover={self.recover!r}, "
+            f"selector={self.selector!r}, block_lists={list(s.lists)}, recover_before={s.recover_name!r}, "
+            f"family={s.family!r})")
