@@ -23,7 +23,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import importlib.util
+from typing import Any, Mapping, Optional
 
 from torch import nn
 
@@ -32,7 +34,8 @@ from .motionagformer import MotionAGFormer
 from .motionbert import DSTformer, MotionBERT
 from .poseformer import PoseFormer
 
-__all__ = ["MixSTE", "DSTformer", "MotionBERT", "PoseFormer", "MotionAGFormer", "build_model", "available_models"]
+__all__ = ["MixSTE", "DSTformer", "MotionBERT", "PoseFormer", "MotionAGFormer", "build_model", "available_models",
+           "build_from_spec"]
 
 _MODELS: dict[str, type[nn.Module]] = {
     "mixste": MixSTE,
@@ -74,4 +77,25 @@ def build_model(name: str, config: str = "paper", **overrides: Any) -> nn.Module
     model = _MODELS[key].from_config(config, **overrides)  # type: ignore[attr-defined]
     # How to build it again: save_checkpoint records this, so load_model can rebuild the model.
     model._hot_build_spec = {"name": key, "config": config, "kwargs": dict(overrides)}
+    return model
+
+
+def build_from_spec(name: str, config: Optional[str], kwargs: Mapping[str, Any]) -> nn.Module:
+    """A zoo model (:func:`build_model` with ``config``) or a user factory, ``package.module:callable``
+    or ``path/to/file.py:callable``, called with ``kwargs``.
+
+    The model records how it was built (checkpoints store it, so the model can be rebuilt from the
+    file). Importing a factory runs its module's code: name only code you trust.
+    """
+    if ":" not in name:
+        return build_model(name, config if config is not None else "paper", **kwargs)
+    module_name, attr = name.rsplit(":", 1)
+    if module_name.endswith(".py"):
+        spec = importlib.util.spec_from_file_location("user_model", module_name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    model = getattr(module, attr)(**kwargs)
+    model._hot_build_spec = {"name": name, "config": None, "kwargs": dict(kwargs)}
     return model

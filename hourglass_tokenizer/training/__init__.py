@@ -8,7 +8,8 @@ From Python::
 From the command line: ``python -m hourglass_tokenizer train --help`` (or ``hot-train``).
 """
 from .checkpoints import describe_model, load_checkpoint, load_model, load_pretrained, save_checkpoint
-from .cli import build_from_spec, build_parser, main
+from ..models import build_from_spec
+from .cli import build_parser, main
 from .datasets import make_cmu_datasets, make_datasets, make_h36m_datasets
 from .evaluation import evaluate, evaluate_by_action, format_action_table
 from .inference import predict

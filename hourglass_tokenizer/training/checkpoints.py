@@ -324,8 +324,7 @@ def load_pretrained(model: nn.Module, source: Union[PathLike, Mapping[str, Any]]
 
 def _build_described(checkpoint: Mapping[str, Any], where: str, name: Optional[str], config: Optional[str],
                      model_kwargs: Optional[Mapping[str, Any]], trusted: bool) -> nn.Module:
-    from ..models import available_models
-    from .cli import build_from_spec
+    from ..models import available_models, build_from_spec
 
     spec = checkpoint.get("model_spec") if name is None else None
     if name is None:
@@ -339,10 +338,7 @@ def _build_described(checkpoint: Mapping[str, Any], where: str, name: Optional[s
                              f"file's word; pass name={name!r} if you trust that code")
         config = config if config is not None else spec.get("config")
         model_kwargs = {**dict(spec.get("kwargs") or {}), **dict(model_kwargs or {})}
-    kwargs = dict(model_kwargs or {})
-    if ":" not in name:  # a zoo model: build_model records its own (canonical) name
-        return build_from_spec(name, config if config is not None else "paper", kwargs)
-    return describe_model(build_from_spec(name, None, kwargs), name, None, kwargs)
+    return build_from_spec(name, config, dict(model_kwargs or {}))
 
 
 def _same_structure(model: nn.Module, structure: Mapping[str, Any]) -> bool:

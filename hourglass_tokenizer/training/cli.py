@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
-import importlib
-import importlib.util
 import inspect
 import os
 import re
@@ -36,6 +34,7 @@ from ..core.checkpoints import HOT_PARAMETERS, checkpoint_state_dict
 from ..core.recovery import RECOVERY_MODES
 from ..core.selection import SELECTORS
 from ..core.wrapping import wrap_with_hot
+from ..models import build_from_spec
 from ..files import FileReadError, OutputPathError, check_output_dir
 from .checkpoints import CheckpointMismatchError, describe_model, load_checkpoint, load_pretrained, load_weights
 from .datasets import check_data_arguments, make_datasets
@@ -64,22 +63,6 @@ def _model_argument(text: str) -> Tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a parameter name as KEY (e.g. embed_dim=64), "
                                          f"got {text!r}")
     return key, _parse_value(value)
-
-
-def build_from_spec(name: str, config: str, kwargs: Dict[str, Any]) -> nn.Module:
-    """A zoo model (``mixste``, ``motionbert``, ``poseformer``) or a user factory ``package.module:callable``
-    (or ``path/to/file.py:callable``) called with ``kwargs``."""
-    if ":" not in name:
-        from ..models import build_model
-        return build_model(name, config, **kwargs)
-    module_name, attr = name.rsplit(":", 1)
-    if module_name.endswith(".py"):
-        spec = importlib.util.spec_from_file_location("user_model", module_name)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(module_name)
-    return getattr(module, attr)(**kwargs)
 
 
 #: TrainConfig fields the ``train`` command sets under their own names (``lr_decay`` -> ``--lr-decay``).
