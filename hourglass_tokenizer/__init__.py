@@ -24,6 +24,7 @@ _TOOLING = {
     "predict": "hourglass_tokenizer.training.inference",
     "load_model": "hourglass_tokenizer.training.checkpoints",
     "tune": "hourglass_tokenizer.tuning",
+    "read_keypoints": "hourglass_tokenizer.data.keypoints",
 }
 
 __all__ = ["wrap_with_hot", "unwrap_hot", "is_hot", "hot_parameters", "load_official_hot", "HotState", "HotConfig",

@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 from hourglass_tokenizer.data.mpi_inf_3dhp import (H36M_FROM_3DHP, PCK_JOINTS, TEST_FILE, TRAIN_FILE, ThreeDHPSequence,
-                                                   evaluate_3dhp, format_3dhp_scores, load_3dhp_test,
-                                                   load_3dhp_train, make_3dhp_datasets)
+                                                   load_3dhp_test, load_3dhp_train, make_3dhp_datasets)
+from hourglass_tokenizer.training.evaluation import evaluate_3dhp, format_3dhp_scores
 from hourglass_tokenizer.data.readers import DataFileNotFoundError, DataLayoutError
 from hourglass_tokenizer.data.skeleton import JOINT_NAMES
-from test_h36m import _ZeroModel
+from stand_ins import ZeroModel
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cmu_tiny_243f.npz")
 #: MPI-INF-3DHP's 17 joints, in its order (the file's joint order).
@@ -127,7 +127,7 @@ def test_pck_auc_mpjpe_over_valid_frames_hand_computed():
         targets[frame, [JOINT_NAMES.index("Spine"), JOINT_NAMES.index("Neck/Nose")], 1] = 0.5
     sequence = ThreeDHPSequence("TS1", "", np.zeros((3, 17, 2), np.float32), targets.astype(np.float32),
                                 np.array([True, True, False]), (2048, 2048))
-    scores = evaluate_3dhp(_ZeroModel(), [sequence])  # every joint at the origin: errors are the distances
+    scores = evaluate_3dhp(ZeroModel(), [sequence])  # every joint at the origin: errors are the distances
     assert scores["frames"] == 2
     assert scores["pck"] == pytest.approx(50.0)  # frame A's 14 joints below 150 mm, frame B's none
     # 100 mm is below 105, 110, ..., 150: 10 of the 31 thresholds, for half the joints

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from hourglass_tokenizer.__main__ import main as cli_main
-from test_cli_errors import read_only_folder  # noqa: F401 - a fixture
 from hourglass_tokenizer.data import JOINT_NAMES, PARENTS, DataFileNotFoundError, DataLayoutError, load_cmu
 from hourglass_tokenizer.data.bvh import (BUILTIN_JOINT_MAPS, BVHError, forward_kinematics, guess_scale,
                                           load_joint_map, parse_bvh, read_bvh, resample, resolve_joint_map,

@@ -205,20 +205,6 @@ def test_a_folder_holding_a_run_needs_resume_or_overwrite(files, tmp_path, monke
     assert torch.load(run / "best.pt", weights_only=True)["epoch"] == 0
 
 
-@pytest.fixture
-def read_only_folder(tmp_path, monkeypatch):
-    """A folder nobody may write into (for root, which may, ``os.access`` answers as for anyone else)."""
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        real_access = os.access
-        monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if os.fspath(path) == str(locked)
-                            else real_access(path, mode, **kw))
-    yield locked
-    locked.chmod(0o755)
-
-
 def test_a_read_only_out_folder_is_one_line(files, tmp_path, read_only_folder, capsys):
     argv = _common(files, tmp_path)[:-1] + [str(read_only_folder / "run")]
     assert cli.main(argv, prog="hot-train") == 2

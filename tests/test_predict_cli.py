@@ -1,6 +1,5 @@
 """``python -m hourglass_tokenizer predict``: one test per input format, one per error (one line on
 stderr, exit status 2), scores reaching only the models that take them, and seq2frame windows."""
-import json
 import os
 
 import numpy as np
@@ -13,8 +12,8 @@ from hourglass_tokenizer.models import build_model
 from hourglass_tokenizer.training.checkpoints import load_model, save_checkpoint
 from hourglass_tokenizer.training.predict_cli import main
 from hourglass_tokenizer.wrapping import wrap_with_hot
-from test_keypoints import (BODY25_KEYPOINTS, coco_track, h36m_reference, mmpose_instance, write_json,
-                            write_openpose_folder)
+from hourglass_tokenizer.data.keypoints import BODY25_KEYPOINTS
+from keypoint_files import coco_track, h36m_reference, mmpose_instance, write_json, write_openpose_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

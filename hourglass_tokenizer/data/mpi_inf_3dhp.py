@@ -18,7 +18,7 @@ entry, ``data``:
 MotionAGFormer uses), 2D normalised as VideoPose3D does (``x / w * 2 - [1, h / w]``) with each
 sequence's image size, and 3D in **metres**, relative to the pelvis, like the rest of the package.
 
-Scores (:func:`evaluate_3dhp`), as the codebases compute them: over valid frames only, root-relative
+Scores (:func:`hourglass_tokenizer.training.evaluate_3dhp`), as the codebases compute them: over valid frames only, root-relative
 poses (the prediction's pelvis subtracted), MPJPE over the 17 joints, PCK (error below 150 mm) and AUC
 (mean PCK over 0, 5, ..., 150 mm) over the 14 joints of MPI-INF-3DHP's evaluation
 (:data:`PCK_JOINTS`: head top, neck, shoulders, elbows, wrists, hips, knees, ankles; not the pelvis,
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -44,8 +44,7 @@ from .windows import PoseWindowDataset, with_input_channels
 PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = ["TRAIN_FILE", "TEST_FILE", "H36M_FROM_3DHP", "PCK_JOINTS", "TEST_IMAGE_SIZES", "TRAIN_IMAGE_SIZE",
-           "ThreeDHPSequence", "load_3dhp_train", "load_3dhp_test", "make_3dhp_datasets", "evaluate_3dhp",
-           "format_3dhp_scores"]
+           "ThreeDHPSequence", "load_3dhp_train", "load_3dhp_test", "make_3dhp_datasets"]
 
 TRAIN_FILE = "data_train_3dhp.npz"
 TEST_FILE = "data_test_3dhp.npz"
@@ -167,7 +166,7 @@ def make_3dhp_datasets(data_dir: PathLike, num_frames: int, *, train_stride: int
     """Training windows and test sequences from ``data_dir``'s ``data_train_3dhp.npz`` and ``data_test_3dhp.npz``.
 
     Returns ``(train PoseWindowDataset, test PoseWindowDataset, test sequences)``. The trainer's own
-    evaluation scores the test set's every frame; :func:`evaluate_3dhp` on the test sequences scores the
+    evaluation scores the test set's every frame; :func:`~hourglass_tokenizer.training.evaluate_3dhp` on the test sequences scores the
     valid frames only, as the benchmark does. ``max_*_clips`` keep the first few sequences (smoke tests);
     ``input_channels`` 3 appends a confidence of 1 to each 2D keypoint
     (:func:`~hourglass_tokenizer.data.windows.with_input_channels`).
@@ -178,42 +177,3 @@ def make_3dhp_datasets(data_dir: PathLike, num_frames: int, *, train_stride: int
                               stride=train_stride, flip=flip),
             PoseWindowDataset(with_input_channels([s.pair for s in test], input_channels), num_frames,
                               stride=num_frames), test)
-
-
-def evaluate_3dhp(model: Any, sequences: Sequence[ThreeDHPSequence], *, flip: bool = False, batch_size: int = 64,
-                  num_frames: Optional[int] = None) -> Dict[str, float]:
-    """PCK (150 mm), AUC (0-150 mm) and MPJPE (mm) over the valid frames of ``sequences``.
-
-    Each sequence is predicted whole (:func:`hourglass_tokenizer.training.inference.predict`, so the valid
-    frames see their real neighbours; a model taking ``x, y, confidence`` gets a confidence of 1);
-    predictions and targets are made relative to their pelvis; PCK and AUC count the :data:`PCK_JOINTS`,
-    MPJPE all 17. Returns ``{"pck", "auc", "mpjpe", "frames"}``.
-    """
-    from ..training.inference import detect_seq2frame, model_input_channels, predict
-    from ..training.metrics import auc, mpjpe, pck
-
-    if not sequences:
-        raise ValueError("evaluate_3dhp: no test sequences")
-    channels = model_input_channels(model)
-    inputs = [kp for kp, _ in with_input_channels([s.pair for s in sequences], channels)]
-    seq2frame = detect_seq2frame(model, num_frames, *inputs[0].shape[1:])
-    preds, targets = [], []
-    for seq, keypoints in zip(sequences, inputs):
-        frames = np.flatnonzero(seq.valid)
-        if not len(frames):
-            continue
-        pred = predict(model, keypoints, flip=flip, batch_size=batch_size, num_frames=num_frames,
-                       frames=frames, seq2frame=seq2frame)
-        preds.append(pred - pred[:, ROOT_JOINT:ROOT_JOINT + 1])
-        targets.append(seq.positions_3d[frames])
-    if not preds:
-        raise ValueError("evaluate_3dhp: no valid frame in the test sequences")
-    pred, target = np.concatenate(preds), np.concatenate(targets)
-    return {"pck": pck(pred, target, joints=PCK_JOINTS), "auc": auc(pred, target, joints=PCK_JOINTS),
-            "mpjpe": float(mpjpe(pred, target, scale=MM_PER_M)), "frames": int(len(pred))}
-
-
-def format_3dhp_scores(scores: Dict[str, float]) -> str:
-    """One line: ``MPI-INF-3DHP (N valid frames): PCK ... %, AUC ... %, MPJPE ... mm``."""
-    return (f"MPI-INF-3DHP ({scores['frames']} valid frames): PCK {scores['pck']:.1f} %, AUC {scores['auc']:.1f} %, "
-            f"MPJPE {scores['mpjpe']:.1f} mm")

@@ -37,7 +37,6 @@ from .skeleton import H36M_32_TO_17, JOINT_NAMES, NUM_JOINTS, PARENTS
 PathLike = Union[str, os.PathLike]
 
 #: Default location of the shared CMU file, relative to the repository root.
-DEFAULT_CMU_PATH = os.path.join("..", "shared", "data", "cmu_mocap_h36m17_50fps.npz")
 CMU_ACKNOWLEDGEMENT = ("The data used in this project was obtained from mocap.cs.cmu.edu. "
                        "The database was created with funding from NSF EIA-0196217.")
 
@@ -250,7 +249,7 @@ class CMUMocap:
 CMU_REQUIRED_KEYS = ("positions", "clip_offsets", "fps")
 
 
-def load_cmu(path: PathLike = DEFAULT_CMU_PATH) -> CMUMocap:
+def load_cmu(path: PathLike) -> CMUMocap:
     """Read a motion file in the CMU layout (see the module docstring), as written by
     ``python -m hourglass_tokenizer data bvh``.
 

@@ -487,7 +487,7 @@ def _train(argv: Sequence[str], prog: str, run: Dict[str, Any]) -> int:
         scores = f"test MPJPE {last['mpjpe']:.1f} mm, P-MPJPE {last['p_mpjpe']:.1f} mm" if "mpjpe" in last else ""
         print(f"done in {time.time() - started:.0f} s; {scores}; checkpoints in {args.out}")
         if args.dataset == "3dhp":
-            from ..data.mpi_inf_3dhp import evaluate_3dhp, format_3dhp_scores
+            from .evaluation import evaluate_3dhp, format_3dhp_scores
             scores = evaluate_3dhp(model, test_by_action, flip=args.eval_flip, batch_size=config.eval_batch_size,
                                    num_frames=t)
             print(f"last epoch's model: {format_3dhp_scores(scores)}")

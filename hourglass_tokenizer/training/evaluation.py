@@ -1,16 +1,20 @@
 """Scoring a model on whole test sequences: MPJPE, P-MPJPE and N-MPJPE in millimetres, overall
-(:func:`evaluate`) or per Human3.6M action (:func:`evaluate_by_action`)."""
+(:func:`evaluate`) or per Human3.6M action (:func:`evaluate_by_action`); PCK, AUC and MPJPE on
+MPI-INF-3DHP's valid frames (:func:`evaluate_3dhp`)."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from torch import nn
 
-from .inference import detect_seq2frame, predict
-from .metrics import MM_PER_M, pose_metrics
+from ..data.mpi_inf_3dhp import PCK_JOINTS, ThreeDHPSequence
+from ..data.skeleton import ROOT_JOINT
+from ..data.windows import with_input_channels
+from .inference import detect_seq2frame, model_input_channels, predict
+from .metrics import MM_PER_M, auc, mpjpe, pck, pose_metrics
 
-__all__ = ["evaluate", "evaluate_by_action", "format_action_table"]
+__all__ = ["evaluate", "evaluate_by_action", "format_action_table", "evaluate_3dhp", "format_3dhp_scores"]
 
 
 def _sequences_of(data: Any) -> List[Tuple[np.ndarray, np.ndarray]]:
@@ -72,3 +76,39 @@ def format_action_table(table: Dict[str, Dict[str, float]]) -> str:
     for action, row in table.items():
         lines.append(f"{action:<{width}}  {row['mpjpe']:>10.1f}  {row['p_mpjpe']:>12.1f}  {row['frames']:>7d}")
     return "\n".join(lines)
+
+
+def evaluate_3dhp(model: Any, sequences: Sequence[ThreeDHPSequence], *, flip: bool = False, batch_size: int = 64,
+                  num_frames: Optional[int] = None) -> Dict[str, float]:
+    """PCK (150 mm), AUC (0-150 mm) and MPJPE (mm) over the valid frames of ``sequences``.
+
+    Each sequence is predicted whole (:func:`hourglass_tokenizer.training.inference.predict`, so the valid
+    frames see their real neighbours; a model taking ``x, y, confidence`` gets a confidence of 1);
+    predictions and targets are made relative to their pelvis; PCK and AUC count the :data:`PCK_JOINTS`,
+    MPJPE all 17. Returns ``{"pck", "auc", "mpjpe", "frames"}``.
+    """
+    if not sequences:
+        raise ValueError("evaluate_3dhp: no test sequences")
+    channels = model_input_channels(model)
+    inputs = [kp for kp, _ in with_input_channels([s.pair for s in sequences], channels)]
+    seq2frame = detect_seq2frame(model, num_frames, *inputs[0].shape[1:])
+    preds, targets = [], []
+    for seq, keypoints in zip(sequences, inputs):
+        frames = np.flatnonzero(seq.valid)
+        if not len(frames):
+            continue
+        pred = predict(model, keypoints, flip=flip, batch_size=batch_size, num_frames=num_frames,
+                       frames=frames, seq2frame=seq2frame)
+        preds.append(pred - pred[:, ROOT_JOINT:ROOT_JOINT + 1])
+        targets.append(seq.positions_3d[frames])
+    if not preds:
+        raise ValueError("evaluate_3dhp: no valid frame in the test sequences")
+    pred, target = np.concatenate(preds), np.concatenate(targets)
+    return {"pck": pck(pred, target, joints=PCK_JOINTS), "auc": auc(pred, target, joints=PCK_JOINTS),
+            "mpjpe": float(mpjpe(pred, target, scale=MM_PER_M)), "frames": int(len(pred))}
+
+
+def format_3dhp_scores(scores: Dict[str, float]) -> str:
+    """One line: ``MPI-INF-3DHP (N valid frames): PCK ... %, AUC ... %, MPJPE ... mm``."""
+    return (f"MPI-INF-3DHP ({scores['frames']} valid frames): PCK {scores['pck']:.1f} %, AUC {scores['auc']:.1f} %, "
+            f"MPJPE {scores['mpjpe']:.1f} mm")
