@@ -250,3 +250,33 @@ def test_tpc_only_forces_the_centre_into_a_custom_selection():
     with torch.no_grad():  # already holds the centre: unchanged
         model(x)
     assert model.hot.last_indices.tolist() == [list(range(10, 19))] * 2
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_exporters_ranking_keeps_the_frames_the_stable_sort_keeps(monkeypatch, ties):
+    """Exporting swaps the stable sort for an O(t^2) ranking: on scores with and without ties (and
+    -inf for excluded frames) both keep the same frames, the earlier frame winning a tie."""
+    from hourglass_tokenizer.core import selection
+
+    g = torch.Generator().manual_seed(3)
+    score = torch.randint(0, 4, (5, 12), generator=g).float() if ties else torch.randn(5, 12, generator=g)
+    score[:, 2] = -math.inf
+    by_sort = [selection._top_scores(score, f) for f in range(1, 12)]
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    by_ranking = [selection._top_scores(score, f) for f in range(1, 12)]
+    for f, (a, b) in enumerate(zip(by_sort, by_ranking), start=1):
+        expected = torch.stack([torch.tensor(sorted(sorted(range(12), key=lambda i: (-row[i].item(), i))[:f]))
+                                for row in score])
+        assert torch.equal(a, expected) and torch.equal(b, expected), f
+
+
+def test_the_exporters_distances_give_dpc_knn_the_same_scores(monkeypatch):
+    """Exporting computes DPC-kNN's exact distances with plain ops instead of ``cdist``."""
+    from hourglass_tokenizer.core import selection
+
+    features = torch.randn(3, 20, 8, generator=torch.Generator().manual_seed(4))
+    plain = selection.dpc_knn_scores(features, k=3)
+    chosen = selection.dpc_knn(features, 7)
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    torch.testing.assert_close(selection.dpc_knn_scores(features, k=3), plain, rtol=1e-6, atol=1e-7)
+    assert torch.equal(selection.dpc_knn(features, 7), chosen)
