@@ -1,5 +1,6 @@
 """``tune``: the cheapest training-free setting within an error budget (API and command), on a small
 MixSTE and generated motion."""
+import argparse
 import copy
 import json
 import os
@@ -209,3 +210,28 @@ def test_misfit_data_and_earlier_results_are_one_line_usage_errors(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--overwrite" in err[0]
     assert (tmp_path / "tune" / "tune.csv").read_text() == "earlier"
+
+
+def test_the_command_tunes_a_user_factory_that_loads_its_own_weights(tmp_path, capsys):
+    from hourglass_tokenizer.tuning.cli import main
+
+    torch.save(small_model(seed=3).state_dict(), tmp_path / "weights.pt")
+    factory = tmp_path / "my_model.py"
+    factory.write_text(
+        "import torch\nfrom hourglass_tokenizer.models import build_model\n\n"
+        "def build():\n"
+        f"    model = build_model('mixste', 'small', **{SMALL!r})\n"
+        f"    model.load_state_dict(torch.load({str(tmp_path / 'weights.pt')!r}))\n"
+        "    return model\n")
+    assert main(["--data", motion_file(tmp_path / "motion.npz"), "--model", f"{factory}:build", "--out",
+                 str(tmp_path / "out"), "--no-progress", "--prune-blocks", "1", "--tokens", "3,6",
+                 "--selectors", "uniform", "--recovers", "interpolate", "--max-increase", "1000"]) == 0
+    settings = json.loads((tmp_path / "out" / "hot.json").read_text())
+    assert settings == dict(prune_block=1, tokens=3, selector="uniform", recover="interpolate")
+    # The baseline the command scored is the factory's trained model, not a fresh one.
+    from hourglass_tokenizer.training import evaluate
+    from hourglass_tokenizer.training.datasets import make_test_set
+    args = argparse.Namespace(dataset="mocap", data=str(tmp_path / "motion.npz"), data_dir=None, split_by=None,
+                              max_test_clips=None, cameras=4, noise_px=0.0, seed=0)
+    expected = evaluate(small_model(seed=3), make_test_set(args, 9))["mpjpe"]
+    assert f"MPJPE {expected:.2f} mm" in capsys.readouterr().out
