@@ -205,6 +205,127 @@ def _setup_distributed(device: torch.device) -> Tuple[int, int, bool]:
     return 0, 1, False
 
 
+class _Run:
+    """The state of one :func:`train` call between its epochs: optimiser, schedule, history, best score."""
+
+    def __init__(self, config: TrainConfig, model: nn.Module, net: nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: Any, device: torch.device, rank: int, world: int, extra_loss: Optional[ExtraLoss],
+                 frames: int) -> None:
+        self.config, self.model, self.net, self.optimizer, self.scheduler = config, model, net, optimizer, scheduler
+        self.device, self.rank, self.world, self.extra_loss, self.frames = device, rank, world, extra_loss, frames
+        self.history: List[Dict[str, Any]] = []
+        self.best = math.inf
+        self.start_epoch = 0
+        self.steps_total = 0
+
+    def resume(self) -> None:
+        """Continue from ``config.resume`` (``"auto"``: ``out_dir/last.pt`` when there is one)."""
+        config, resume = self.config, self.config.resume
+        if resume == "auto":
+            resume = os.path.join(config.out_dir, "last.pt") if config.out_dir else None
+            if not (resume and os.path.exists(resume)):
+                if self.rank == 0:
+                    print(f"nothing to resume from ({resume or 'no out_dir'}); starting from epoch 1", file=sys.stderr)
+                resume = None
+        if not resume:
+            return
+        # Tensors and plain data only, so no code runs, unless the user vouched for the file.
+        ckpt = load_checkpoint(resume, map_location=self.device, trusted=config.trust_checkpoint)
+        if not isinstance(ckpt, dict) or "epoch" not in ckpt:
+            raise ValueError(f"{resume!r} is not a checkpoint written by train (it records no epoch); start from "
+                             "its weights with --init-from (load_pretrained) instead")
+        load_weights(self.model, ckpt, source=f"checkpoint {resume!r}")  # refuses other HoT settings, strictly
+        if ckpt.get("optimizer"):
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scheduler"):
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.start_epoch = ckpt["epoch"] + 1
+        self.history = list(ckpt.get("history", []))
+        self.best = ckpt.get("best_mpjpe", math.inf)
+        self.steps_total = sum(h.get("steps", 0) for h in self.history)
+        if self.rank == 0:
+            print(f"resumed from {resume} at epoch {self.start_epoch}", file=sys.stderr)
+
+    def epoch(self, epoch: int, loader: DataLoader) -> Dict[str, Any]:
+        """One pass of optimiser steps; returns the epoch's history entry (losses in mm)."""
+        config, model = self.config, self.model
+        started, lr = time.time(), self.optimizer.param_groups[0]["lr"]
+        # Per-epoch seed: flips and dropout are reproducible and a resumed run continues identically.
+        torch.manual_seed(config.seed * 1000 + epoch + self.rank * 100003)
+        n_steps = len(loader) if config.steps_per_epoch is None else min(len(loader), config.steps_per_epoch)
+        if config.max_steps is not None:
+            n_steps = min(n_steps, config.max_steps - self.steps_total)
+        self.net.train()
+        loss_sum, extra_sum, count = 0.0, 0.0, 0
+        show = config.progress and self.rank == 0
+        # The bar closes however the epoch ends (an interrupt's message then starts on its own line).
+        with progress_bar(n_steps, f"epoch {epoch + 1}/{config.epochs}", show=show) as bar:
+            # zip stops before the loader builds a batch that would not be used.
+            for _, (x, y) in zip(range(n_steps), loader):
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                output = self.net(x)
+                pose_loss = compute_loss(model, output, y, config.velocity_weight)
+                loss = pose_loss
+                if self.extra_loss is not None:
+                    extra = self.extra_loss(model, x, output, y)
+                    loss = loss + extra
+                    extra_sum += float(extra.detach()) * len(x)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.clip_grad:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+                self.optimizer.step()
+                loss_sum += float(pose_loss.detach()) * len(x)
+                count += len(x)
+                self.steps_total += 1
+                if show:
+                    bar.update(1)
+                    bar.set_postfix(loss_mm=f"{loss_sum / count * MM_PER_M:.1f}", refresh=False)
+        if self.world > 1:  # report the loss over all processes
+            totals = torch.tensor([loss_sum, extra_sum, count], dtype=torch.float64, device=self.device)
+            dist.all_reduce(totals)
+            loss_sum, extra_sum, count = float(totals[0]), float(totals[1]), int(totals[2])
+        entry: Dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / max(count, 1) * MM_PER_M,
+                                 "steps": n_steps, "started": started}
+        if self.extra_loss is not None:
+            entry["extra_loss"] = extra_sum / max(count, 1) * MM_PER_M
+        return entry
+
+    def finish_epoch(self, epoch: int, entry: Dict[str, Any], test_set: Any) -> None:
+        """Step the schedule, evaluate, record and save (rank 0), and report the epoch."""
+        config = self.config
+        started = entry.pop("started")
+        self.scheduler.step()  # on every rank, before saving: a resumed run starts at the next epoch's rate
+        last = epoch == config.epochs - 1 or (config.max_steps is not None and self.steps_total >= config.max_steps)
+        evaluate_now = test_set is not None and ((epoch + 1) % config.eval_every == 0 or last)
+        if self.rank == 0:
+            if evaluate_now:
+                entry.update(evaluate(self.model, test_set, flip=config.eval_flip, batch_size=config.eval_batch_size,
+                                      frame_stride=config.eval_frame_stride, num_frames=self.frames))
+            entry["seconds"] = time.time() - started
+            self.history.append(entry)
+            improved = evaluate_now and entry["mpjpe"] < self.best
+            self.best = entry["mpjpe"] if improved else self.best
+            if config.out_dir:
+                self._save(epoch, best_too=improved or test_set is None)
+            if config.verbose:
+                scores = (f", test MPJPE {entry['mpjpe']:.1f} mm, P-MPJPE {entry['p_mpjpe']:.1f} mm"
+                          if evaluate_now else "")
+                print(f"epoch {epoch + 1}: train loss {entry['train_loss']:.1f} mm{scores} "
+                      f"({entry['seconds']:.0f} s)", file=sys.stderr, flush=True)
+        else:
+            self.history.append(entry)
+        if self.world > 1:
+            dist.barrier()  # the other ranks wait for rank 0's evaluation and checkpoint
+
+    def _save(self, epoch: int, best_too: bool) -> None:
+        bookkeeping = {"history": self.history, "best_mpjpe": self.best, "scheduler": self.scheduler.state_dict()}
+        names = ("last.pt", "best.pt") if best_too else ("last.pt",)
+        for name in names:
+            save_checkpoint(os.path.join(self.config.out_dir, name), self.model, self.optimizer, epoch,
+                            dataclasses.asdict(self.config), **bookkeeping)
+
+
 def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
           config: Optional[TrainConfig] = None, extra_loss: Optional[ExtraLoss] = None) -> List[Dict[str, Any]]:
     """Train ``model`` on ``train_set`` and evaluate it on ``test_set`` every ``eval_every`` epochs.
@@ -237,117 +358,23 @@ def train(model: nn.Module, train_set: Dataset, test_set: Any = None,
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    t = model_num_frames(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-    history: List[Dict[str, Any]] = []
-    best = math.inf
-    start_epoch = 0
-
-    resume = config.resume
-    if resume == "auto":
-        resume = os.path.join(config.out_dir, "last.pt") if config.out_dir else None
-        if not (resume and os.path.exists(resume)):
-            if rank == 0:
-                print(f"nothing to resume from ({resume or 'no out_dir'}); starting from epoch 1", file=sys.stderr)
-            resume = None
-    if resume:
-        # Tensors and plain data only, so no code runs, unless the user vouched for the file.
-        ckpt = load_checkpoint(resume, map_location=device, trusted=config.trust_checkpoint)
-        if not isinstance(ckpt, dict) or "epoch" not in ckpt:
-            raise ValueError(f"{resume!r} is not a checkpoint written by train (it records no epoch); start from "
-                             "its weights with --init-from (load_pretrained) instead")
-        load_weights(model, ckpt, source=f"checkpoint {resume!r}")  # refuses other HoT settings, strictly
-        if ckpt.get("optimizer"):
-            optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("scheduler"):
-            scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch = ckpt["epoch"] + 1
-        history = list(ckpt.get("history", []))
-        best = ckpt.get("best_mpjpe", math.inf)
-        if rank == 0:
-            print(f"resumed from {resume} at epoch {start_epoch}", file=sys.stderr)
-
+    run = _Run(config, model, net, optimizer, scheduler, device, rank, world, extra_loss, model_num_frames(model))
+    run.resume()
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed,
                                  drop_last=world > 1)
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
                         num_workers=config.num_workers, drop_last=False)
-    steps_total = sum(h.get("steps", 0) for h in history)
-    show = config.progress and rank == 0
     try:
-        for epoch in range(start_epoch, config.epochs):
-            if config.max_steps is not None and steps_total >= config.max_steps:
+        for epoch in range(run.start_epoch, config.epochs):
+            if config.max_steps is not None and run.steps_total >= config.max_steps:
                 break
-            started = time.time()
-            lr = optimizer.param_groups[0]["lr"]
             sampler.set_epoch(epoch)
-            # Per-epoch seed: flips and dropout are reproducible and a resumed run continues identically.
-            torch.manual_seed(config.seed * 1000 + epoch + rank * 100003)
-            n_steps = len(loader) if config.steps_per_epoch is None else min(len(loader), config.steps_per_epoch)
-            if config.max_steps is not None:
-                n_steps = min(n_steps, config.max_steps - steps_total)
-            net.train()
-            loss_sum, extra_sum, count = 0.0, 0.0, 0
-            # The bar closes however the epoch ends (an interrupt's message then starts on its own line).
-            with progress_bar(n_steps, f"epoch {epoch + 1}/{config.epochs}", show=show) as bar:
-                # zip stops before the loader builds a batch that would not be used.
-                for _, (x, y) in zip(range(n_steps), loader):
-                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                    output = net(x)
-                    pose_loss = compute_loss(model, output, y, config.velocity_weight)
-                    loss = pose_loss
-                    if extra_loss is not None:
-                        extra = extra_loss(model, x, output, y)
-                        loss = loss + extra
-                        extra_sum += float(extra.detach()) * len(x)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if config.clip_grad:
-                        nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-                    optimizer.step()
-                    loss_sum += float(pose_loss.detach()) * len(x)
-                    count += len(x)
-                    steps_total += 1
-                    if show:
-                        bar.update(1)
-                        bar.set_postfix(loss_mm=f"{loss_sum / count * MM_PER_M:.1f}", refresh=False)
-            if world > 1:  # report the loss over all processes
-                totals = torch.tensor([loss_sum, extra_sum, count], dtype=torch.float64, device=device)
-                dist.all_reduce(totals)
-                loss_sum, extra_sum, count = float(totals[0]), float(totals[1]), int(totals[2])
-            entry: Dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / max(count, 1) * MM_PER_M,
-                                     "steps": n_steps}
-            if extra_loss is not None:
-                entry["extra_loss"] = extra_sum / max(count, 1) * MM_PER_M
-            scheduler.step()  # on every rank, before saving: a resumed run starts at the next epoch's rate
-            last = epoch == config.epochs - 1 or (config.max_steps is not None and steps_total >= config.max_steps)
-            evaluate_now = test_set is not None and ((epoch + 1) % config.eval_every == 0 or last)
-            if rank == 0:
-                if evaluate_now:
-                    entry.update(evaluate(model, test_set, flip=config.eval_flip, batch_size=config.eval_batch_size,
-                                          frame_stride=config.eval_frame_stride, num_frames=t))
-                entry["seconds"] = time.time() - started
-                history.append(entry)
-                improved = evaluate_now and entry["mpjpe"] < best
-                best = entry["mpjpe"] if improved else best
-                if config.out_dir:
-                    bookkeeping = {"history": history, "best_mpjpe": best, "scheduler": scheduler.state_dict()}
-                    save_checkpoint(os.path.join(config.out_dir, "last.pt"), model, optimizer, epoch,
-                                    dataclasses.asdict(config), **bookkeeping)
-                    if improved or test_set is None:
-                        save_checkpoint(os.path.join(config.out_dir, "best.pt"), model, optimizer, epoch,
-                                        dataclasses.asdict(config), **bookkeeping)
-                if config.verbose:
-                    scores = (f", test MPJPE {entry['mpjpe']:.1f} mm, P-MPJPE {entry['p_mpjpe']:.1f} mm"
-                              if evaluate_now else "")
-                    print(f"epoch {epoch + 1}: train loss {entry['train_loss']:.1f} mm{scores} "
-                          f"({entry['seconds']:.0f} s)", file=sys.stderr, flush=True)
-            else:
-                history.append(entry)
-            if world > 1:
-                dist.barrier()  # the other ranks wait for rank 0's evaluation and checkpoint
+            entry = run.epoch(epoch, loader)
+            run.finish_epoch(epoch, entry, test_set)
     finally:
         if initialised_here:
             dist.destroy_process_group()
     model.eval()
-    return history
+    return run.history
