@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hourglass_tokenizer import wrap_with_hot
-from hourglass_tokenizer.core.selection import (SELECTORS, KeyframeSelector, MotionSpacedSelector, interpolation_costs,
+from hourglass_tokenizer.core.selection import (KeyframeSelector, MotionSpacedSelector, interpolation_costs,
                                                 keyframes, motion_spaced, resolve_selector)
 
 
@@ -135,16 +135,17 @@ def test_motion_spaced_puts_more_frames_where_the_motion_is():
         motion_spaced(x, 3, mix=1.5)
 
 
-@pytest.mark.parametrize("name", ["keyframes", "motion_spaced"])
-def test_new_selectors_give_sorted_unique_frames_and_wrap_by_name(name, one_thread):
+@pytest.mark.parametrize("selector", [KeyframeSelector(), KeyframeSelector(spacing=1.0), MotionSpacedSelector()])
+def test_new_selectors_give_sorted_unique_frames_and_wrap(selector, one_thread):
     from hourglass_tokenizer.models import build_model
 
     x = walk(5, 27, channels=16, seed=7)
-    idx = resolve_selector(name)(x, 9)
+    idx = selector(x, 9)
     assert idx.shape == (5, 9) and idx.dtype == torch.int64
     assert (idx.diff(dim=1) > 0).all() and idx.min() >= 0 and idx.max() < 27
-    assert name in SELECTORS
-    model = wrap_with_hot(build_model("mixste", "small").eval(), prune_block=1, tokens=9, recover="interpolate", selector=name)
+    assert resolve_selector(selector) is selector
+    model = wrap_with_hot(build_model("mixste", "small").eval(), prune_block=1, tokens=9, recover="interpolate",
+                          selector=selector)
     out = model(torch.randn(2, 27, 17, 2))
     assert out.shape == (2, 27, 17, 3)
     assert model.hot.last_indices.shape == (2, 9)

@@ -53,7 +53,7 @@ def fake_mpjpe(monkeypatch, penalty):
 
 def monotone_penalty(p, f, selector, recover):
     """Error falls with tokens and depth; uniform and interpolate are the best pair."""
-    bonus = {"uniform": 0.0, "dpc_knn_coverage": 0.5, "keyframes": 1.0, "motion_spaced": 1.5, "dpc_knn": 2.0}[selector]
+    bonus = {"uniform": 0.0, "dpc_knn_coverage": 0.5, "dpc_knn": 2.0}[selector]
     return 40.0 / (f * p) + bonus + (3.0 if recover == "nearest" else 0.0)
 
 

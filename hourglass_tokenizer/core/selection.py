@@ -1,5 +1,7 @@
-"""Frame selectors for token pruning: DPC-kNN (the paper's), DPC-kNN with coverage, uniform, random,
-and two built for recovery by interpolation: exact keyframes and motion-spaced frames.
+"""Frame selectors for token pruning: DPC-kNN (the paper's), DPC-kNN with coverage, uniform and random,
+by name; and two built for recovery by interpolation, exact keyframes and motion-spaced frames, as
+callables (``selector=KeyframeSelector(spacing=1.0)``). On the adoption benchmark neither beat uniform
+spacing, so they have no names (``benchmarks/results/frontier_cmu.md``).
 
 Every selector maps per-frame features ``(b, t, c)`` and a count ``f`` to frame indices ``(b, f)``,
 sorted in time, unique and in range. Selection never carries gradients.
@@ -341,7 +343,7 @@ class RandomSelector:
         return f"RandomSelector(seed={self.seed})"
 
 
-SELECTORS = ("dpc_knn", "dpc_knn_coverage", "uniform", "random", "keyframes", "motion_spaced")
+SELECTORS = ("dpc_knn", "dpc_knn_coverage", "uniform", "random")
 
 
 def resolve_selector(selector: Union[str, Selector], *, k: int = 2, seed: int = 0) -> Selector:
@@ -356,10 +358,6 @@ def resolve_selector(selector: Union[str, Selector], *, k: int = 2, seed: int = 
         return uniform
     if selector == "random":
         return RandomSelector(seed)
-    if selector == "keyframes":
-        return KeyframeSelector()
-    if selector == "motion_spaced":
-        return MotionSpacedSelector()
     raise ValueError(f"unknown selector {selector!r}: expected one of {SELECTORS} or a callable "
                      "(frame_features (b, t, c), f) -> indices (b, f)")
 

@@ -47,7 +47,7 @@ __all__ = ["tune", "TuneResult", "TuneRow", "TuneError", "DEFAULT_SELECTORS", "D
            "write_results", "read_hot_config", "HOT_CONFIG_KEYS"]
 
 #: Selectors searched by default (names of :func:`~hourglass_tokenizer.core.selection.resolve_selector`).
-DEFAULT_SELECTORS = ("uniform", "dpc_knn_coverage", "keyframes", "motion_spaced", "dpc_knn")
+DEFAULT_SELECTORS = ("uniform", "dpc_knn_coverage", "dpc_knn")
 #: Training-free recoveries searched by default (``False``, TPC only, for seq2frame models).
 DEFAULT_RECOVERS = ("interpolate", "nearest")
 #: What :func:`write_results` writes into its folder.
