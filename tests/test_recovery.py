@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 
 from hourglass_tokenizer import is_hot, load_official_hot, wrap_with_hot
 from hourglass_tokenizer.core.recovery import (RECOVERY_MODES, CrossAttention, corrected_interpolation,
@@ -194,3 +195,32 @@ def test_official_hot_checkpoint_layout_loads():
     other = wrap_with_hot(build(seed=4)[0], prune_block=2, tokens=7)
     with pytest.raises(ValueError, match="wrap with tokens=9"):
         load_official_hot(other, official)
+
+
+class _Embeddings(nn.Module):
+    """Parameters that look like a temporal position embedding and some that only nearly do."""
+
+    def __init__(self, frames: int, width: int, names):
+        super().__init__()
+        for name, shape in names:
+            self.register_parameter(name, nn.Parameter(torch.randn(*shape)))
+
+
+@pytest.mark.parametrize("names, chosen", [
+    ([("Temporal_pos", (1, 9, 4))], "Temporal_pos"),
+    ([("spatial_pos", (1, 9, 4)), ("FRAME_embed", (1, 9, 1, 4))], "FRAME_embed"),
+    ([("time_weights", (9, 4)), ("time_bias", (1, 9, 2, 2)), ("time_embed", (1, 9, 4))], "time_embed"),
+    ([("temp_wide", (2, 9, 4)), ("temp_long", (1, 10, 4)), ("temp_narrow", (1, 9, 3))], None),
+])
+def test_x_token_from_the_position_embedding_takes_the_first_parameter_that_fits(names, chosen):
+    from hourglass_tokenizer.core.recovery import initial_x_token
+
+    model = _Embeddings(9, 4, names)
+    if chosen is None:
+        with pytest.raises(ValueError, match=r"no temporal position embedding of shape \(1, 9, 4\) found"):
+            initial_x_token(model, "position", 9, 4)
+        return
+    start = initial_x_token(model, "position", 9, 4)
+    assert start.shape == (1, 9, 4) and torch.equal(start, getattr(model, chosen).detach().reshape(1, 9, 4))
+    start += 1  # a copy: the model's embedding is not shared
+    assert not torch.equal(start, getattr(model, chosen).detach().reshape(1, 9, 4))

@@ -82,36 +82,20 @@ class TokenLayout:
     def _sizes(self, b: int, t: int, j: int) -> Dict[str, int]:
         return {"b": b, "t": t, "j": j} if self.has_joints else {"b": b, "t": t}
 
-    def _canonical(self, x: torch.Tensor, b: int, t: int, j: int) -> torch.Tensor:
-        """The tokens as ``b t j c`` (``b t c`` without joints): one view every operation shares."""
+    def check(self, x: torch.Tensor, b: int, t: int, j: int) -> None:
+        """Raise ``ValueError`` unless ``x`` has this layout's shape for these sizes (any channels)."""
         expected = self.shape(b, t, j, x.shape[-1])
         if tuple(x.shape) != expected:
             raise ValueError(f"tokens of shape {tuple(x.shape)} do not fit layout '{self.pattern}' "
                              f"with b={b}, t={t}, j={j} (expected {expected})")
+
+    def _canonical(self, x: torch.Tensor, b: int, t: int, j: int) -> torch.Tensor:
+        """The tokens as ``b t j c`` (``b t c`` without joints): one view every operation shares."""
+        self.check(x, b, t, j)
         return rearrange(x, f"{self.pattern} -> {self._canonical_pattern}", **self._sizes(b, t, j))
 
     def _restored(self, canonical: torch.Tensor) -> torch.Tensor:
         return rearrange(canonical, f"{self._canonical_pattern} -> {self.pattern}")
-
-    def _frame_index(self, idx: torch.Tensor, canonical: torch.Tensor) -> torch.Tensor:
-        """``idx (b, f)`` broadcast over the canonical view's joint and channel axes."""
-        view = idx.reshape(idx.shape + (1,) * (canonical.dim() - 2))
-        return view.expand(idx.shape + tuple(canonical.shape[2:]))
-
-    def gather(self, x: torch.Tensor, idx: torch.Tensor, b: int, t: int, j: int) -> torch.Tensor:
-        """Keep frames ``idx`` ``(b, f)`` of ``x``; the result has this layout with ``t = f``."""
-        canonical = self._canonical(x, b, t, j)
-        return self._restored(torch.gather(canonical, 1, self._frame_index(idx, canonical)))
-
-    def scatter(self, full: torch.Tensor, kept: torch.Tensor, idx: torch.Tensor, b: int, t: int, j: int
-                ) -> torch.Tensor:
-        """Write ``kept`` (this layout, ``t = f``) into a copy of ``full`` at frames ``idx``."""
-        canonical = self._canonical(full, b, t, j)
-        kept_canonical = self._canonical(kept, b, idx.shape[1], j)
-        # Promote rather than cast down: under autocast a block may return a wider dtype than it got.
-        dtype = torch.promote_types(full.dtype, kept.dtype)
-        out = canonical.to(dtype).scatter(1, self._frame_index(idx, canonical), kept_canonical.to(dtype))
-        return self._restored(out)
 
     def frame_index(self, idx: Tensor, b: int, t: int, j: int) -> "FrameIndex":
         """Where frames ``idx (b, f)`` are in a tensor of this layout (see :class:`FrameIndex`)."""
@@ -132,7 +116,7 @@ class TokenLayout:
         group = dims[axis]
         if (b == 1 or "b" in group) and list(group) == sorted(group, key="btj".index):
             # One axis holds every kept token: row-major order of (b, f, j) is the group's own order.
-            return FrameIndex(axis, linear(group).reshape(-1))
+            return FrameIndex(self, (b, t, j, f), axis, linear(group).reshape(-1))
         needed = [d for d, g in enumerate(dims) if "t" in g or "b" in g]
         low, high = min(needed), max(needed)  # advanced indices must be adjacent to keep the axis order
         kept_pattern = " ".join(g[0] if len(g) == 1 else "(" + " ".join(g) + ")" for g in dims)
@@ -146,7 +130,7 @@ class TokenLayout:
                 rearrange(grid[:, :, 0], f"b t -> {kept_pattern}")
             # Whole axes are not indexed: take position 0 along them (the index does not vary there).
             index.append(grid[(0,) * low + (slice(None),) * (high - low + 1) + (0,) * (len(dims) - 1 - high)])
-        return FrameIndex(None, None, index)
+        return FrameIndex(self, (b, t, j, f), None, None, index)
 
     def frame_features(self, x: torch.Tensor, b: int, t: int, j: int) -> torch.Tensor:
         """One feature per frame, ``(b, t, c)``: the mean over joints (or the frame token itself)."""
@@ -183,14 +167,17 @@ class FrameIndex:
     (``None``: a whole axis) for ``aten.index``/``aten.index_put``.
     """
 
-    __slots__ = ("axis", "positions", "advanced")
+    __slots__ = ("layout", "sizes", "axis", "positions", "advanced")
 
-    def __init__(self, axis: Optional[int], positions: Optional[Tensor],
-                 advanced: Optional[List[Optional[Tensor]]] = None) -> None:
+    def __init__(self, layout: TokenLayout, sizes: Tuple[int, int, int, int], axis: Optional[int],
+                 positions: Optional[Tensor], advanced: Optional[List[Optional[Tensor]]] = None) -> None:
+        self.layout, self.sizes = layout, sizes  # (b, t, j, f)
         self.axis, self.positions, self.advanced = axis, positions, advanced
 
     def take(self, x: Tensor) -> Tensor:
         """The kept frames of ``x``, in its layout with ``t = f``."""
+        b, t, j, _ = self.sizes
+        self.layout.check(x, b, t, j)  # a shape alone: no tensor op
         if self.advanced is None:
             return x.index_select(self.axis, self.positions)
         return torch.ops.aten.index(x, self.advanced)
@@ -198,6 +185,9 @@ class FrameIndex:
     def put(self, full: Tensor, kept: Tensor) -> Tensor:
         """A copy of ``full`` with ``kept`` written at the kept frames, in the wider of the two dtypes
         (under autocast a block may return a wider dtype than it got)."""
+        b, t, j, f = self.sizes
+        self.layout.check(full, b, t, j)
+        self.layout.check(kept, b, f, j)
         if full.dtype != kept.dtype:
             dtype = torch.promote_types(full.dtype, kept.dtype)
             full, kept = full.to(dtype), kept.to(dtype)

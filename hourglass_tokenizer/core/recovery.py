@@ -223,10 +223,6 @@ class Recovery:
     #: Kept frames come back unchanged, so with every frame kept :meth:`restore` is the identity.
     keeps_kept: ClassVar[bool] = True
 
-    def parameter_names(self) -> Tuple[str, ...]:
-        """The attributes this strategy adds to the model."""
-        return (("pos_embed_token",) if self.seq2seq else ()) + (("x_token", "cross_attention") if self.learned else ())
-
     def new_parameters(self, model: nn.Module, *, kept: int, kept_width: int, frames: int, width: int, heads: int,
                        qkv_bias: bool, x_token_init: Union[str, torch.Tensor], like: torch.Tensor
                        ) -> Dict[str, nn.Module]:
