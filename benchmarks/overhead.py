@@ -66,6 +66,10 @@ def aten_calls(model: nn.Module, x: torch.Tensor) -> int:
     return sum(counter.calls.values())
 
 
+def _recover(args: argparse.Namespace) -> Dict[str, Any]:
+    return {} if args.recover is None else {"recover": args.recover}
+
+
 def _median_ms(times: List[float]) -> float:
     return statistics.median(times) * 1e3
 
@@ -76,8 +80,8 @@ def measure(label: str, name: str, config: str, overrides: Dict[str, Any], setti
     plain = build_model(name, config, **overrides).eval()
     frames = plain.num_frames if hasattr(plain, "num_frames") else plain.maxlen
     x = torch.randn(1, frames, 17, plain.in_chans if hasattr(plain, "in_chans") else 3)
-    reference = wrap_with_hot(copy.deepcopy(plain), setting[0], frames, recover=args.recover).eval()
-    hot = wrap_with_hot(copy.deepcopy(plain), *setting, recover=args.recover).eval()
+    reference = wrap_with_hot(copy.deepcopy(plain), setting[0], frames, **_recover(args)).eval()
+    hot = wrap_with_hot(copy.deepcopy(plain), *setting, **_recover(args)).eval()
     variants = [("plain", plain), (f"HoT tokens=T ({frames})", reference), (f"HoT {setting}", hot)]
     macs = [count_macs(m, x) for _, m in variants]
     calls = [aten_calls(m, x) for _, m in variants]
@@ -107,7 +111,7 @@ def breakeven(args: argparse.Namespace) -> List[Dict[str, Any]]:
         torch.manual_seed(0)
         plain = build_model("mixste", "small", num_frames=frames, embed_dim=width, mlp_hidden_dim=2 * width).eval()
         x = torch.randn(1, frames, 17, 2)
-        hot = wrap_with_hot(copy.deepcopy(plain), 1, frames // 3, recover=args.recover).eval()
+        hot = wrap_with_hot(copy.deepcopy(plain), 1, frames // 3, **_recover(args)).eval()
         ratio = count_macs(hot, x) / count_macs(plain, x)
         times = time_interleaved([plain, hot], x, repeats=args.repeats, warmup=args.warmup, clock=args.clock)
         plain_ms, hot_ms = _median_ms(times[0]), _median_ms(times[1])
@@ -131,7 +135,8 @@ def write_outputs(rows: List[Dict[str, Any]], even: List[Dict[str, Any]], args: 
     lines = [
         "# The wrapper's per-call cost", "",
         f"`python benchmarks/overhead.py {' '.join(sys.argv[1:])}`: batch 1, {info['threads']} thread(s), "
-        f"{args.clock} clock, medians of {args.repeats} interleaved runs, recover={args.recover!r}; "
+        f"{args.clock} clock, medians of {args.repeats} interleaved runs, "
+        f"recover={args.recover or 'the default'!r}, selector: the default; "
         f"{info['machine']}, torch {info['torch']}. ATen calls are operators dispatched by one forward in "
         "inference mode.", "",
         "| model | variant | mode | MACs ratio | ATen calls | extra calls | ms | time ratio |",
@@ -158,9 +163,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--clock", choices=["wall", "thread"], default="wall")
-    p.add_argument("--recover", default="tra+interpolate", help="recover= of the wrapped models")
+    p.add_argument("--recover", default=None, help="recover= of the wrapped models (default: the library's)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd models (slow to compile)")
     p.add_argument("--quick", action="store_true", help="few repeats and sizes (a smoke run)")
+    p.add_argument("--only", default=None, help="comma-separated labels of MODELS to measure (default: all)")
     p.add_argument("--out-dir", default=os.path.join(REPO, "benchmarks", "results"))
     args = p.parse_args(argv)
     if args.quick:
@@ -173,6 +179,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     logging.getLogger("hourglass_tokenizer").setLevel(logging.ERROR)  # the tokens == T reference warns
     models = MODELS[:1] if args.quick else MODELS
+    if args.only:
+        models = [m for m in MODELS if m[0] in args.only.split(",")]
     rows = [row for spec in models for row in measure(*spec, args)]
     write_outputs(rows, breakeven(args), args)
     return 0

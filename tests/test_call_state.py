@@ -115,3 +115,47 @@ def test_selection_on_bfloat16_tokens_is_the_selection_on_their_float32_values()
         assert torch.equal(model.hot.last_indices, expected)
         agree_pooled_in_bf16 += torch.equal(dpc_knn(tokens.reshape(b, T, J, c).mean(dim=2).float(), 9), expected)
     assert agree_pooled_in_bf16 < 8  # the test can tell the two apart
+
+
+def test_an_input_independent_selection_is_reused_with_the_same_results():
+    """``selector="uniform"`` keeps the same frames for every input of one batch shape: the frames, the
+    gather indices and the interpolation's neighbours are computed once and reused, in every mode."""
+    torch.manual_seed(0)
+    model = wrap_with_hot(MixSTELike().eval(), prune_block=2, tokens=9, selector="uniform", recover="interpolate")
+    fresh = wrap_with_hot(MixSTELike().eval(), prune_block=2, tokens=9, selector=lambda x, f: _uniform(x, f),
+                          recover="interpolate")
+    fresh.load_state_dict(model.state_dict())
+    for mode in (torch.inference_mode, torch.no_grad, torch.enable_grad):
+        for batch in (1, 3, 1):
+            x = paused_walks(batch, batch)
+            with mode():
+                out, expected = model(x), fresh(x)
+            assert torch.equal(out, expected)
+            assert torch.equal(model.hot.last_indices, fresh.hot.last_indices)
+            if mode is torch.enable_grad:
+                out.square().mean().backward()  # indices made under inference mode are never reused here
+    x = paused_walks(2, 0)
+    with torch.no_grad():
+        first, again = _ops(model, x), _ops(model, paused_walks(2, 1))
+    assert again < first  # the second call of a batch shape does not select or index again
+
+
+def _ops(model, x) -> int:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        model(x)
+    return Count.calls
+
+
+def _uniform(features, f):
+    from hourglass_tokenizer.core.selection import uniform
+
+    return uniform(features, f)

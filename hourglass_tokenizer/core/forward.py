@@ -51,6 +51,7 @@ class _Pass:
     stages: List[torch.Tensor] = field(default_factory=list)
     index: Dict[Tuple[int, str], FrameIndex] = field(default_factory=dict)
     full: Dict[str, Tuple[List[torch.Tensor], FrameIndex]] = field(default_factory=dict)
+    prepared: Any = None  # the recovery's own preparation for the last stage's frames
 
 
 class CallRecord:
@@ -96,6 +97,10 @@ class HotForward:
         self.warned = warned  # shared with the state, so the outside-call warning is given once per model
         self.select = config.make_selector()
         self.custom_selector = not isinstance(config.selector, str)
+        # A selection that ignores the input ("uniform") is the same for every call of one batch shape:
+        # the frames, the gather indices and the recovery's preparation are kept and reused.
+        self.reuses_selection = config.selector == "uniform"
+        self.reused: Dict[Tuple[int, int, str, bool], _Pass] = {}
         first = config.prune_blocks[0]
         self.plans = tuple(
             _SitePlan(site, config.stage_of(site.depth), config.tokens[config.stage_of(site.depth)],
@@ -145,10 +150,21 @@ class HotForward:
                              + (" (seq2seq recovery restores exactly the wrapped frame count)" if seq2seq else ""))
         if self._checks_values(x) and not bool(torch.isfinite(x).all()):
             raise ValueError("the input contains NaN or Inf values; HoT's frame selection would be meaningless")
-        self.record.local.current = _Pass((x.shape[0], x.shape[1], s.joints))
+        current = _Pass((x.shape[0], x.shape[1], s.joints))
+        if self.reuses_selection and not torch.compiler.is_compiling():
+            # Tensors made in inference mode cannot be saved for a backward pass: one entry per mode.
+            earlier = self.reused.get((x.shape[0], x.shape[1], str(x.device), torch.is_inference_mode_enabled()))
+            if earlier is not None:
+                current.stages, current.index, current.prepared = list(earlier.stages), earlier.index, earlier.prepared
+        self.record.local.current = current
 
     def on_model_end(self, module: nn.Module, args: tuple, output: Any) -> None:
+        current = getattr(self.record.local, "current", None)
         self.record.local.current = None
+        if (self.reuses_selection and current is not None and len(current.stages) == len(self.config.tokens)
+                and not torch.compiler.is_compiling()):
+            key = (current.shape[0], current.shape[1], str(current.stages[0].device), torch.is_inference_mode_enabled())
+            self.reused.setdefault(key, current)
 
     # -- pruned blocks -------------------------------------------------------------------------
     def _open_pass(self) -> Optional[_Pass]:
@@ -273,7 +289,10 @@ class HotForward:
         x, token_kwarg = token_argument(args, kwargs)
         kept = self._index(current, (len(current.stages) - 1, layout.pattern), layout).take(x)
         sequences = layout.to_sequences(kept, b, idx.shape[1], j)
-        x = layout.from_sequences(self.config.recovery.restore(self.model, sequences, idx, t), b, t, j)
+        recovery = self.config.recovery
+        if current.prepared is None:
+            current.prepared = recovery.prepare(idx, t)
+        x = layout.from_sequences(recovery.restore(self.model, sequences, idx, t, current.prepared), b, t, j)
         if token_kwarg is None:
             return (x,) + tuple(args[1:]), kwargs
         return args, {**kwargs, token_kwarg: x}

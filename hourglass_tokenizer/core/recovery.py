@@ -21,7 +21,7 @@ Parameter names follow the official HoT code (``x_token``, ``cross_attention.lin
 """
 from __future__ import annotations
 
-from typing import ClassVar, Dict, FrozenSet, Optional, Tuple, Union
+from typing import Any, ClassVar, Dict, FrozenSet, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -127,17 +127,19 @@ def _kept_neighbours(idx: torch.Tensor, frames: int) -> Tuple[torch.Tensor, torc
     return before, after, weight
 
 
-def interpolate_frames(kept: torch.Tensor, idx: torch.Tensor, frames: int) -> torch.Tensor:
+def interpolate_frames(kept: torch.Tensor, idx: torch.Tensor, frames: int,
+                       neighbours: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
     """Linear interpolation in time of the kept tokens: ``kept (b * m, f, c)`` -> ``(b * m, frames, c)``.
 
     ``idx`` ``(b, f)`` (ascending) says which frames were kept; ``m`` sequences per sample (one per
     joint, or 1) share a sample's indices. Kept frames pass through exactly; frames before the first
-    or after the last kept frame copy it.
+    or after the last kept frame copy it. ``neighbours``: :func:`_kept_neighbours` of ``idx``, when the
+    caller has them already.
     """
     b, f = idx.shape
     if kept.shape[0] % b or kept.shape[1] != f:
         raise ValueError(f"kept tokens of shape {tuple(kept.shape)} do not fit frame indices of shape {tuple(idx.shape)}")
-    before, after, weight = _kept_neighbours(idx, frames)
+    before, after, weight = neighbours if neighbours is not None else _kept_neighbours(idx, frames)
     if b == 1:  # every sequence shares the one sample's neighbours: select along time, broadcast the weight
         left, right = kept.index_select(1, before[0]), kept.index_select(1, after[0])
     else:
@@ -150,11 +152,11 @@ def interpolate_frames(kept: torch.Tensor, idx: torch.Tensor, frames: int) -> to
 
 
 def corrected_interpolation(x_token: torch.Tensor, cross_attention: nn.Module, kept: torch.Tensor,
-                            idx: torch.Tensor) -> torch.Tensor:
+                            idx: torch.Tensor, neighbours: Optional[Tuple[torch.Tensor, ...]] = None) -> torch.Tensor:
     """``"tra+interpolate"``: queries ``x_token + interpolation`` attend to ``kept (n, f, c)``; returns
     ``queries + cross_attention(queries, kept, kept)`` ``(n, T, c)``. With zero ``x_token`` and a zero
     output projection (the state at wrapping) this is exactly :func:`interpolate_frames`."""
-    queries = x_token.to(kept.dtype) + interpolate_frames(kept, idx, x_token.shape[1])
+    queries = x_token.to(kept.dtype) + interpolate_frames(kept, idx, x_token.shape[1], neighbours)
     return queries + cross_attention(queries, kept, kept)
 
 
@@ -251,9 +253,16 @@ class Recovery:
             new["cross_attention"] = attention
         return new
 
-    def restore(self, model: nn.Module, kept: torch.Tensor, idx: torch.Tensor, frames: int) -> torch.Tensor:
+    def prepare(self, idx: torch.Tensor, frames: int) -> Any:
+        """What :meth:`restore` needs from the kept frames ``idx (b, f)`` alone (neighbours, weights),
+        computed once per selection: the forward reuses it while the selection does not change."""
+        return None
+
+    def restore(self, model: nn.Module, kept: torch.Tensor, idx: torch.Tensor, frames: int, prepared: Any = None
+                ) -> torch.Tensor:
         """All ``frames`` tokens of every sequence from its kept ones: ``kept (n, f, c)`` at frames
-        ``idx (b, f)`` (``n`` a multiple of ``b``) -> ``(n, frames, c)``."""
+        ``idx (b, f)`` (``n`` a multiple of ``b``) -> ``(n, frames, c)``; ``prepared``: :meth:`prepare`'s
+        result for ``idx``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -269,7 +278,7 @@ class TokenRecoveringAttention(Recovery):
     zero_correction = False
     official_parameters = frozenset(HOT_PARAMETERS)
 
-    def restore(self, model, kept, idx, frames):
+    def restore(self, model, kept, idx, frames, prepared=None):
         return recover_frames(model.x_token, model.cross_attention, kept)
 
 
@@ -280,8 +289,11 @@ class CorrectedInterpolation(TokenRecoveringAttention):
     zero_correction = True
     official_parameters = None
 
-    def restore(self, model, kept, idx, frames):
-        return corrected_interpolation(model.x_token, model.cross_attention, kept, idx)
+    def prepare(self, idx, frames):
+        return _kept_neighbours(idx, frames)
+
+    def restore(self, model, kept, idx, frames, prepared=None):
+        return corrected_interpolation(model.x_token, model.cross_attention, kept, idx, prepared)
 
 
 class Interpolation(Recovery):
@@ -289,8 +301,11 @@ class Interpolation(Recovery):
 
     name = "interpolate"
 
-    def restore(self, model, kept, idx, frames):
-        return interpolate_frames(kept, idx, frames)
+    def prepare(self, idx, frames):
+        return _kept_neighbours(idx, frames)
+
+    def restore(self, model, kept, idx, frames, prepared=None):
+        return interpolate_frames(kept, idx, frames, prepared)
 
 
 class NearestFrame(Recovery):
@@ -298,8 +313,11 @@ class NearestFrame(Recovery):
 
     name = "nearest"
 
-    def restore(self, model, kept, idx, frames):
-        ranks = _per_sequence(nearest_kept_ranks(idx, frames), kept.shape[0])
+    def prepare(self, idx, frames):
+        return nearest_kept_ranks(idx, frames)
+
+    def restore(self, model, kept, idx, frames, prepared=None):
+        ranks = _per_sequence(prepared if prepared is not None else nearest_kept_ranks(idx, frames), kept.shape[0])
         return kept.gather(1, ranks[..., None].expand(-1, -1, kept.shape[-1]))
 
 
