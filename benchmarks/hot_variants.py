@@ -179,35 +179,55 @@ def _interpolation(cubic: bool) -> Callable[..., torch.Tensor]:
 
 def fit_detail_map(plain: nn.Module, windows: torch.Tensor, prune_block: int, tokens: int,
                    selector: Any = "uniform", ridge: float = 1e-3, signal: str = "features",
-                   cubic: bool = False, per_joint: bool = False) -> torch.Tensor:
-    """Least-squares ``W`` ``(c, c)`` with ``detail_final ~ detail_p @ W`` on the unpruned model: ``detail``
-    is a frame's features minus their interpolation from the frames ``selector`` keeps, at the input of
-    block ``prune_block`` (``detail_p``) and before the head (``detail_final``). Ridge-regularised
-    (``ridge`` times the mean diagonal). ``windows`` ``(n, T, J, 2)``, the calibration inputs."""
+                   cubic: bool = False, per_joint: bool = False, target: str = "plain",
+                   scalar: bool = False) -> Any:
+    """Least-squares ``W`` ``(c, c)`` with ``y ~ detail_p @ W``, where ``detail_p`` is a frame's features
+    at the input of block ``prune_block`` minus their interpolation from the frames ``selector`` keeps.
+
+    ``target="plain"``: ``y`` is the same detail of the unpruned model's head input (what interpolation
+    misses there). ``target="hot"``: ``y`` is the unpruned model's head input minus what the wrapped model
+    (training-free interpolation) feeds its head: what HoT gets wrong, context loss included.
+    ``per_joint``: one map per joint ``(J, c, c)``; ``scalar``: one number ``alpha`` (``y ~ alpha
+    detail_p``). Ridge-regularised (``ridge`` times the mean diagonal). ``windows`` ``(n, T, J, 2)``:
+    unlabelled calibration inputs."""
     model = copy.deepcopy(plain).eval()
     tokens_in, head_in = _Recorder(), _Recorder()
     model.STEblocks[prune_block].register_forward_pre_hook(tokens_in)
     model.head.register_forward_pre_hook(head_in)
     chooser = resolve_selector(selector) if isinstance(selector, str) else selector
+    hot, hot_head = None, _Recorder()
+    if target == "hot":
+        hot = wrap_variant(plain, prune_block=prune_block, tokens=tokens, selector=chooser, signal=signal,
+                           cubic=cubic).eval()
+        hot.head.register_forward_pre_hook(hot_head)  # after HoT's recovery: what the head gets
     gram, cross = 0.0, 0.0
+
+    def detail(full: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        b, t, n, c = full.shape
+        seqs = rearrange(full, "b t n c -> (b n) t c")
+        rows = idx.repeat_interleave(n, 0)
+        kept = seqs.gather(1, rows[..., None].expand(-1, -1, c))
+        return rearrange(seqs - _interpolation(cubic)(kept, rows if cubic else idx, t), "(b n) t c -> b t n c", b=b)
+
     with torch.no_grad():
         for batch in windows.split(64):
             model(batch)
-            b, t = batch.shape[:2]
+            b = batch.shape[0]
             p = rearrange(tokens_in.value, "(b t) n c -> b t n c", b=b)
-            idx = torch.sort(chooser(batch.flatten(2) if signal == "pose2d" else p.mean(2), tokens), dim=-1).values
-            details = []
-            for full in (p, head_in.value):
-                seqs = rearrange(full, "b t n c -> (b n) t c")
-                n = full.shape[2]
-                rows = idx.repeat_interleave(n, 0)
-                kept = seqs.gather(1, rows[..., None].expand(-1, -1, seqs.shape[-1]))
-                detail = seqs - _interpolation(cubic)(kept, rows if cubic else idx, t)
-                details.append(rearrange(detail, "(b n) t c -> n (b t) c", b=b).double())
+            if hot is not None:
+                hot(batch)
+                idx = hot.hot.last_indices
+                y = head_in.value - hot_head.value
+            else:
+                idx = torch.sort(chooser(batch.flatten(2) if signal == "pose2d" else p.mean(2), tokens), dim=-1).values
+                y = detail(head_in.value, idx)
+            pair = [rearrange(v, "b t n c -> n (b t) c").double() for v in (detail(p, idx), y)]
             if not per_joint:
-                details = [d.flatten(0, 1)[None] for d in details]
-            gram = gram + details[0].transpose(1, 2) @ details[0]
-            cross = cross + details[0].transpose(1, 2) @ details[1]
+                pair = [v.flatten(0, 1)[None] for v in pair]
+            gram = gram + pair[0].transpose(1, 2) @ pair[0]
+            cross = cross + pair[0].transpose(1, 2) @ pair[1]
+    if scalar:
+        return float(cross.diagonal(dim1=1, dim2=2).sum() / gram.diagonal(dim1=1, dim2=2).sum())
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
     gram = gram + ridge * gram.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * eye
     maps = torch.linalg.solve(gram, cross).float()
