@@ -100,7 +100,7 @@ def _build_pair(args: argparse.Namespace, overrides: Mapping[str, Any]):
     _check_input_fits(args, model)
     args.hot_options = {}
     if args.hot_config:
-        from ..tuning.cli import hot_config_options
+        from ..tuning.config import hot_config_options
         args.hot_options = hot_config_options(args.hot_config, sys.argv[1:] if args.argv is None else args.argv)
         args.prune_block = args.hot_options.pop("prune_block", args.prune_block)
         args.tokens = args.hot_options.pop("tokens", args.tokens)

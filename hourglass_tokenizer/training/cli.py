@@ -457,7 +457,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
 def _train(argv: Sequence[str], prog: str, run: Dict[str, Any]) -> int:
     args = build_parser(prog).parse_args(argv)
     if args.hot_config:
-        from ..tuning.cli import hot_config_options
+        from ..tuning.config import hot_config_options
         for key, value in hot_config_options(args.hot_config, argv).items():
             setattr(args, key, "none" if key == "recover" and value is False else value)
         args.hot = True

@@ -8,8 +8,8 @@ From Python::
 
 From the command line: ``python -m hourglass_tokenizer tune --help``.
 """
-from .search import (DEFAULT_RECOVERS, DEFAULT_SELECTORS, HOT_CONFIG_KEYS, RESULT_FILES, TuneError, TuneResult,
-                     TuneRow, read_hot_config, tune, write_results)
+from .config import HOT_CONFIG_KEYS, hot_config_options, read_hot_config
+from .search import DEFAULT_RECOVERS, DEFAULT_SELECTORS, RESULT_FILES, TuneError, TuneResult, TuneRow, tune, write_results
 
-__all__ = ["tune", "TuneResult", "TuneRow", "TuneError", "write_results", "read_hot_config", "DEFAULT_SELECTORS",
-           "DEFAULT_RECOVERS", "HOT_CONFIG_KEYS", "RESULT_FILES"]
+__all__ = ["tune", "TuneResult", "TuneRow", "TuneError", "write_results", "read_hot_config", "hot_config_options",
+           "DEFAULT_SELECTORS", "DEFAULT_RECOVERS", "HOT_CONFIG_KEYS", "RESULT_FILES"]

@@ -16,27 +16,7 @@ from ..core.selection import SELECTORS
 from ..files import check_output_dir
 from .search import DEFAULT_RECOVERS, DEFAULT_SELECTORS, RESULT_FILES, TuneError, print_summary, tune, write_results
 
-__all__ = ["main", "build_parser", "hot_config_options"]
-
-#: The command-line flags of ``train`` and ``bench`` that a hot.json setting stands for.
-_FLAGS = {"prune_block": ("--prune-block",), "tokens": ("--tokens",), "selector": ("--selector",),
-          "recover": ("--recover", "--no-recover")}
-
-
-def hot_config_options(path: str, argv: Sequence[str]) -> dict:
-    """The ``wrap_with_hot`` arguments of a ``--hot-config`` file (as ``tune`` writes it), less those
-    the command line ``argv`` gives itself (flags given there win over the file).
-
-    Raises:
-        FileReadError: the file is missing, not JSON or holds other keys (one line).
-    """
-    from .search import read_hot_config
-
-    def given(flags: Sequence[str]) -> bool:
-        return any(a == f or a.startswith(f + "=") for a in argv for f in flags)
-
-    return {k: v for k, v in read_hot_config(path).items() if not given(_FLAGS.get(k, ()))}
-
+__all__ = ["main", "build_parser"]
 
 def _percent(text: str) -> float:
     try:

@@ -44,7 +44,7 @@ from ..training.evaluation import evaluate
 from ..training.inference import detect_seq2frame, model_num_frames
 
 __all__ = ["tune", "TuneResult", "TuneRow", "TuneError", "DEFAULT_SELECTORS", "DEFAULT_RECOVERS", "RESULT_FILES",
-           "write_results", "read_hot_config", "HOT_CONFIG_KEYS"]
+           "write_results", "print_summary"]
 
 #: Selectors searched by default (names of :func:`~hourglass_tokenizer.core.selection.resolve_selector`).
 DEFAULT_SELECTORS = ("uniform", "dpc_knn_coverage", "dpc_knn")
@@ -52,8 +52,6 @@ DEFAULT_SELECTORS = ("uniform", "dpc_knn_coverage", "dpc_knn")
 DEFAULT_RECOVERS = ("interpolate", "nearest")
 #: What :func:`write_results` writes into its folder.
 RESULT_FILES = ("hot.json", "tune.csv", "tune.png")
-#: Keys a ``hot.json`` may hold: keyword arguments of ``wrap_with_hot``.
-HOT_CONFIG_KEYS = ("prune_block", "tokens", "selector", "recover")
 
 
 class TuneError(ValueError):
@@ -346,29 +344,6 @@ def _time_rows(model: nn.Module, window: torch.Tensor, result: TuneResult, repea
 
 
 # -- files -----------------------------------------------------------------------------------------
-
-
-def read_hot_config(path: str) -> Dict[str, Any]:
-    """The ``wrap_with_hot`` keyword arguments in a ``hot.json`` that ``tune`` wrote (or a user did).
-
-    Raises:
-        FileReadError: the file is missing, not JSON, not an object, or holds other keys.
-    """
-    from ..files import FileReadError
-
-    if not os.path.isfile(path):
-        raise FileReadError(f"hot config {path!r} does not exist")
-    try:
-        with open(path) as fh:
-            config = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise FileReadError(f"hot config {path!r} is not valid JSON ({_first_line(exc)})") from None
-    if not isinstance(config, dict):
-        raise FileReadError(f"hot config {path!r} must hold a JSON object of wrap_with_hot arguments")
-    unknown = sorted(set(config) - set(HOT_CONFIG_KEYS))
-    if unknown:
-        raise FileReadError(f"hot config {path!r} has unknown keys {unknown}; allowed: {', '.join(HOT_CONFIG_KEYS)}")
-    return config
 
 
 def write_results(result: TuneResult, out_dir: str) -> List[str]:
