@@ -235,3 +235,12 @@ def test_the_command_tunes_a_user_factory_that_loads_its_own_weights(tmp_path, c
                               max_test_clips=None, cameras=4, noise_px=0.0, seed=0)
     expected = evaluate(small_model(seed=3), make_test_set(args, 9))["mpjpe"]
     assert f"MPJPE {expected:.2f} mm" in capsys.readouterr().out
+
+
+def test_wall_times_the_pareto_front_against_the_unwrapped_model(monkeypatch, one_thread):
+    fake_mpjpe(monkeypatch, monotone_penalty)
+    result = tune(small_model(), walking_sequences(), max_increase=6.0, wall=True, progress=False)
+    timed = [r for r in result.rows if r.wall_ratio is not None]
+    assert {id(r) for r in timed} == {id(r) for r in result.pareto()} | {id(result.chosen_row)}
+    assert all(0 < r.wall_ratio < 10 for r in timed)
+    assert "wall" in result.format_table().splitlines()[0]
