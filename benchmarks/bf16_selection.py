@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         model = build_model("mixste", "small").eval().to(dtype)
         captured = []
         model.STEblocks[1].register_forward_pre_hook(lambda module, a, store=captured: store.append(a[0]))
-        models[dtype] = (wrap_with_hot(model, prune_block=1, tokens=9), captured)
+        models[dtype] = (wrap_with_hot(model, prune_block=1, tokens=9, selector="dpc_knn"), captured)
         captured.clear()  # the probe's own forward
     x = walks(args.samples, 27, 0)
     with torch.no_grad():

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
                     max(2, round(tokens * scale))
                 prune_block = tuple(min(p, depth - 1 - (len(prune_block) - 1 - i)) for i, p in enumerate(prune_block)) \
                     if isinstance(prune_block, tuple) else min(prune_block, depth - 1)
-            wrap_with_hot(model, prune_block=prune_block, tokens=tokens, recover="tra")
+            wrap_with_hot(model, prune_block=prune_block, tokens=tokens, recover="tra", selector="dpc_knn")
         models.append((label, prune_block, tokens, model))
     macs = {label: count_flops(model, x) for label, _, _, model in models}
     times = {label: [] for label, *_ in models}

@@ -206,7 +206,8 @@ def _load() -> Optional[float]:
 
 
 def _wrap(model: nn.Module, v: Variant) -> nn.Module:
-    return wrap_with_hot(copy.deepcopy(model), prune_block=v.prune_block, tokens=v.tokens, recover=v.recover)
+    return wrap_with_hot(copy.deepcopy(model), prune_block=v.prune_block, tokens=v.tokens, recover=v.recover,
+                         selector="dpc_knn")  # the paper's TPC
 
 
 def _input(model: nn.Module, batch: int, seed: int = 0) -> torch.Tensor:

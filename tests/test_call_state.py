@@ -29,7 +29,7 @@ def paused_walks(batch: int, seed: int) -> torch.Tensor:
 
 def test_last_indices_are_those_of_the_calling_threads_own_call():
     torch.manual_seed(0)
-    model = wrap_with_hot(MixSTELike().eval(), prune_block=2, tokens=9)
+    model = wrap_with_hot(MixSTELike().eval(), prune_block=2, tokens=9, selector="dpc_knn")
     inputs = [paused_walks(2, seed) for seed in range(4)]
     with torch.no_grad():
         expected = []
@@ -68,7 +68,7 @@ def test_a_handle_taken_before_a_lazy_set_up_stays_the_models_state():
     from stand_ins import STCFormerLike
 
     torch.manual_seed(0)
-    model = wrap_with_hot(STCFormerLike().eval(), prune_block=1, tokens=9)
+    model = wrap_with_hot(STCFormerLike().eval(), prune_block=1, tokens=9, selector="dpc_knn")
     handle = model.hot
     assert handle.pending
     with pytest.raises(AttributeError, match="run one forward first"):
@@ -87,7 +87,7 @@ def test_a_handle_taken_before_a_lazy_set_up_stays_the_models_state():
 def test_a_setting_a_pending_model_cannot_take_is_refused_before_the_set_up():
     from stand_ins import STCFormerLike
 
-    model = wrap_with_hot(STCFormerLike().eval(), prune_block=1, tokens=9)
+    model = wrap_with_hot(STCFormerLike().eval(), prune_block=1, tokens=9, selector="dpc_knn")
     with pytest.raises(ValueError, match="tokens must be >= 1"):
         model.hot.tokens = 0
     with pytest.raises(ValueError, match="unknown selector"):
@@ -102,7 +102,7 @@ def test_selection_on_bfloat16_tokens_is_the_selection_on_their_float32_values()
     model = build_model("mixste", "small").eval().to(torch.bfloat16)
     captured = []
     model.STEblocks[1].register_forward_pre_hook(lambda module, args: captured.append(args[0]))
-    wrap_with_hot(model, prune_block=1, tokens=9)
+    wrap_with_hot(model, prune_block=1, tokens=9, selector="dpc_knn")
     agree_pooled_in_bf16 = 0
     for seed in range(8):
         captured.clear()

@@ -17,7 +17,7 @@ def test_motionagformer_like_matches_reference_with_rank_indexed_norms():
     x = walks(3, channels=3)
     before = snapshot(model, x)
     originals = [layer.mixer.batch_norm for layer in model.layers]
-    wrap_with_hot(model, prune_block=2, tokens=9, recover="tra", input_shape=(T, J, 3))
+    wrap_with_hot(model, prune_block=2, tokens=9, recover="tra", input_shape=(T, J, 3), selector="dpc_knn")
     randomise_hot_parameters(model)
     norms = [layer.mixer.batch_norm for layer in model.layers]
     assert [n.num_features for n in norms] == [T, T, 9, 9]
@@ -50,7 +50,7 @@ def test_changing_tokens_or_prune_block_resizes_the_norms_and_unwrap_restores_th
     model = seeded(MotionAGFormerLike)
     x = walks(2, channels=3)
     originals = [layer.mixer.batch_norm for layer in model.layers]
-    wrap_with_hot(model, prune_block=2, tokens=9, recover="nearest", input_shape=(T, J, 3))
+    wrap_with_hot(model, prune_block=2, tokens=9, recover="nearest", input_shape=(T, J, 3), selector="dpc_knn")
     swapped = model.layers[3].mixer.batch_norm
     with pytest.warns(UserWarning):
         model.hot.tokens = 5
@@ -66,7 +66,7 @@ def test_changing_tokens_or_prune_block_resizes_the_norms_and_unwrap_restores_th
     assert model.layers[3].mixer.batch_norm is swapped  # the same rank-indexed object comes back
     # A failed re-wrap leaves the wrap as it was, swapped layers included.
     with pytest.raises(ValueError, match="tokens must be an int in 1..frames"):
-        wrap_with_hot(model, prune_block=2, tokens=99, recover="nearest")
+        wrap_with_hot(model, prune_block=2, tokens=99, recover="nearest", selector="dpc_knn")
     assert model.layers[3].mixer.batch_norm is swapped and model.hot.tokens == 9
     unwrap_hot(model)
     assert [layer.mixer.batch_norm for layer in model.layers] == originals
@@ -99,23 +99,23 @@ def test_frame_sized_linear_in_a_pruned_block_is_an_error_and_ambiguous_sizes_as
     model = MixerVPT()
     with pytest.raises(ValueError, match=r"blocks.1.mix \(Linear over 27 features\) inside a pruned block mixes "
                                          r"a fixed number of frames"):
-        wrap_with_hot(model, prune_block=1, tokens=9, input_shape=(T, J, 2))
+        wrap_with_hot(model, prune_block=1, tokens=9, input_shape=(T, J, 2), selector="dpc_knn")
     assert not is_hot(model)
     # T equal to the token width: a BatchNorm1d(T) could be per channel; the user must say.
     amb = MotionAGFormerLike(frames=16, dim=16).eval()
     with pytest.raises(ValueError, match=r"frames \(16\) equal the token width.*frame_layers="):
-        wrap_with_hot(amb, prune_block=2, tokens=5, recover="nearest", input_shape=(16, J, 3))
+        wrap_with_hot(amb, prune_block=2, tokens=5, recover="nearest", input_shape=(16, J, 3), selector="dpc_knn")
     wrap_with_hot(amb, prune_block=2, tokens=5, recover="nearest", input_shape=(16, J, 3),
-                  frame_layers=["mixer.batch_norm"])
+                  frame_layers=["mixer.batch_norm"], selector="dpc_knn")
     assert amb.layers[2].mixer.batch_norm.num_features == 5
     with pytest.raises(ValueError, match="frame_layers: no module .* matches \\['nope'\\]"):
-        wrap_with_hot(amb, prune_block=2, tokens=5, recover="nearest", frame_layers=["nope"])
+        wrap_with_hot(amb, prune_block=2, tokens=5, recover="nearest", frame_layers=["nope"], selector="dpc_knn")
 
 
 def test_unwrap_after_a_dtype_change_gives_back_the_originals_in_that_dtype():
     model = seeded(MotionAGFormerLike)
     original = model.layers[3].mixer.batch_norm
-    wrap_with_hot(model, prune_block=2, tokens=9, recover="nearest", input_shape=(T, J, 3))
+    wrap_with_hot(model, prune_block=2, tokens=9, recover="nearest", input_shape=(T, J, 3), selector="dpc_knn")
     model.double()
     with torch.no_grad():
         assert model(walks(2, channels=3).double()).dtype == torch.float64

@@ -20,7 +20,7 @@ def test_stcformer_like_wraps_lazily_and_matches_reference_after_the_first_forwa
     model = seeded(STCFormerLike)
     x = walks(3)
     before = snapshot(model, x)
-    wrap_with_hot(model, prune_block=2, tokens=9, recover="tra")
+    wrap_with_hot(model, prune_block=2, tokens=9, recover="tra", selector="dpc_knn")
     assert model.hot.pending and is_hot(model)
     with pytest.raises(RuntimeError, match="run one forward"):
         model.state_dict()
@@ -56,7 +56,7 @@ def test_a_failed_first_forward_stays_pending_and_a_pending_model_unwraps():
     model = seeded(STCFormerLike)
     x = walks(2)
     before = snapshot(model, x)
-    wrap_with_hot(model, prune_block=2, tokens=40)  # 40 > 27 frames: known only at the first forward
+    wrap_with_hot(model, prune_block=2, tokens=40, selector="dpc_knn")  # 40 > 27 frames: known only at the first forward
     with pytest.raises(ValueError, match=r"tokens must be an int in 1..frames \(27\), got 40"):
         model(x)
     assert model.hot.pending and isinstance(model.pos_embed_token, nn.parameter.UninitializedParameter)
@@ -66,7 +66,7 @@ def test_a_failed_first_forward_stays_pending_and_a_pending_model_unwraps():
     assert_unwraps_exactly(model, x, before)
     # What needs no frame count is checked at once.
     with pytest.raises(ValueError, match="recover_before='nope'"):
-        wrap_with_hot(model, prune_block=2, tokens=9, recover_before="nope")
+        wrap_with_hot(model, prune_block=2, tokens=9, recover_before="nope", selector="dpc_knn")
     assert not is_hot(model)
 
 
@@ -76,7 +76,7 @@ def test_stcformer_wraps_lazily_in_one_line_and_matches_the_reference(layers, d_
     HoT's placeholder: the set-up must take dtype and device from the model's real weights."""
     model = seeded(STCFormerLike, args=stcformer_args(layers, d_hid, frames))
     x = walks(2, frames)
-    wrap_with_hot(model, prune_block=2, tokens=tokens)
+    wrap_with_hot(model, prune_block=2, tokens=tokens, selector="dpc_knn")
     assert model.hot.pending and next(model.parameters()) is model.pos_embed_token
     with torch.no_grad():
         first = model(x)  # the default recovery starts as the interpolation

@@ -11,6 +11,7 @@ import torch
 from hourglass_tokenizer import wrap_with_hot
 from hourglass_tokenizer.data import PoseWindowDataset, project_clips
 from hourglass_tokenizer.core.wrapping import is_hot
+from hourglass_tokenizer.core.selection import DEFAULT_SELECTOR
 from hourglass_tokenizer.models import DSTformer, MotionAGFormer, available_models, build_model
 from hourglass_tokenizer.training import checkpoints
 from hourglass_tokenizer.training.checkpoints import (CheckpointMismatchError, describe_model, load_checkpoint,
@@ -207,8 +208,8 @@ def test_a_callable_selector_is_not_recorded_and_says_so(tmp_path):
     with pytest.warns(UserWarning, match="selector is a callable"):
         save_checkpoint(tmp_path / "m.pt", model)
     assert load_checkpoint(tmp_path / "m.pt")["hot"]["selector"] is None
-    with pytest.warns(UserWarning, match="using 'dpc_knn'"):
-        assert load_model(tmp_path / "m.pt").hot.selector == "dpc_knn"
+    with pytest.warns(UserWarning, match=f"using '{DEFAULT_SELECTOR}'"):
+        assert load_model(tmp_path / "m.pt").hot.selector == DEFAULT_SELECTOR
 
 
 def _windows():

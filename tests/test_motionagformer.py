@@ -275,13 +275,13 @@ def test_variants_hierarchical_graph_only_and_fixed_temporal_graph():
 
 def test_zoo_motionagformer_is_recognised_and_the_official_checkpoint_layout_loads_strictly():
     model = build_model("motionagformer", "tiny").eval()
-    wrap_with_hot(model)  # the preset, scaled: 3 layers of the paper's 16, 27 frames of its 243
+    wrap_with_hot(model, selector="dpc_knn")  # the preset, scaled: 3 layers of the paper's 16, 27 frames of its 243
     assert model.hot.family == "motionagformer" and (model.hot.prune_block, model.hot.tokens) == (1, 9)
     assert model.hot.recover_before == "rep_logit"
     assert model.cross_attention.linear_q.bias is None and model.cross_attention.proj.bias is not None
     with torch.device("meta"):
         official = build_model("motionagformer", "hot-243")
-    wrap_with_hot(official, recover="tra")
+    wrap_with_hot(official, recover="tra", selector="dpc_knn")
     assert (official.hot.prune_block, official.hot.tokens) == (7, 81)
     expected = official_hot_shapes()
     got = {k: tuple(v.shape) for k, v in official.state_dict().items()}

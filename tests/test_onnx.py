@@ -14,12 +14,13 @@ from hourglass_tokenizer import wrap_with_hot
 from stand_ins import MixSTELike, MotionBERTLike, PoseFormerLike, randomise_hot_parameters, seeded, walks
 
 
+# DPC-kNN (the paper's), whose frames depend on the input: the exported graph must choose them afresh.
 CASES = {
-    "mixste-tra": (MixSTELike, 2, dict(prune_block=2, tokens=9, recover="tra")),
+    "mixste-tra": (MixSTELike, 2, dict(prune_block=2, tokens=9, recover="tra", selector="dpc_knn")),
     "mixste-tra+interpolate-coverage": (MixSTELike, 2, dict(prune_block=1, tokens=7, recover="tra+interpolate",
                                                             selector="dpc_knn_coverage")),
-    "motionbert-tra": (MotionBERTLike, 3, dict(prune_block=1, tokens=9, recover="tra")),
-    "poseformer-tpc": (PoseFormerLike, 2, dict(prune_block=2, tokens=9, recover=False)),
+    "motionbert-tra": (MotionBERTLike, 3, dict(prune_block=1, tokens=9, recover="tra", selector="dpc_knn")),
+    "poseformer-tpc": (PoseFormerLike, 2, dict(prune_block=2, tokens=9, recover=False, selector="dpc_knn")),
 }
 
 

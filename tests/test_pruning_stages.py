@@ -14,7 +14,7 @@ def test_two_stage_matches_reference_and_composes_indices():
     model = seeded(MixSTELike, depth=6)
     x = walks(3)
     before = snapshot(model, x)
-    wrap_with_hot(model, prune_block=(2, 4), tokens=(9, 3), recover="tra")
+    wrap_with_hot(model, prune_block=(2, 4), tokens=(9, 3), recover="tra", selector="dpc_knn")
     assert model.pos_embed_token.shape == (1, 9, 16)
     randomise_hot_parameters(model)
     trace = {}
@@ -35,21 +35,21 @@ def test_two_stage_matches_reference_and_composes_indices():
 def test_two_stage_tpc_only_keeps_the_centre_at_every_stage_and_settings_validate():
     model = seeded(MixSTELike, depth=6)
     x = walks(3)
-    wrap_with_hot(model, prune_block=(1, 3), tokens=(9, 4), recover=False)
+    wrap_with_hot(model, prune_block=(1, 3), tokens=(9, 4), recover=False, selector="dpc_knn")
     with torch.no_grad():
         model(x)
     for stage in model.hot.stage_indices:
         assert ((stage == (T - 1) // 2).sum(dim=1) == 1).all()
     with pytest.raises(ValueError, match="strictly increasing"):
-        wrap_with_hot(MixSTELike(depth=6), prune_block=(3, 3), tokens=(9, 4))
+        wrap_with_hot(MixSTELike(depth=6), prune_block=(3, 3), tokens=(9, 4), selector="dpc_knn")
     with pytest.raises(ValueError, match="strictly decreasing"):
-        wrap_with_hot(MixSTELike(depth=6), prune_block=(1, 3), tokens=(9, 9))
+        wrap_with_hot(MixSTELike(depth=6), prune_block=(1, 3), tokens=(9, 9), selector="dpc_knn")
     with pytest.raises(ValueError, match="as many stages"):
-        wrap_with_hot(MixSTELike(depth=6), prune_block=(1, 3), tokens=9)
+        wrap_with_hot(MixSTELike(depth=6), prune_block=(1, 3), tokens=9, selector="dpc_knn")
     with pytest.raises(ValueError, match=r"prune_block must be an int in 1..5 .* got \(1, 6\)"):
-        wrap_with_hot(MixSTELike(depth=6), prune_block=(1, 6), tokens=(9, 3))
+        wrap_with_hot(MixSTELike(depth=6), prune_block=(1, 6), tokens=(9, 3), selector="dpc_knn")
     with pytest.raises(ValueError, match=r"tokens must be an int in 1..frames \(27\), got \(30, 3\)"):
-        wrap_with_hot(MixSTELike(depth=6), prune_block=(1, 3), tokens=(30, 3))
+        wrap_with_hot(MixSTELike(depth=6), prune_block=(1, 3), tokens=(30, 3), selector="dpc_knn")
     model.hot.tokens = (12, 6)
     model.hot.prune_block = (2, 4)
     assert (model.hot.prune_block, model.hot.tokens) == ((2, 4), (12, 6))
@@ -58,5 +58,5 @@ def test_two_stage_tpc_only_keeps_the_centre_at_every_stage_and_settings_validat
     with torch.no_grad():
         model(x)
     assert model.hot.last_indices.shape == (3, 6)
-    wrap_with_hot(model, prune_block=2, tokens=9, recover=False)  # back to one stage
+    wrap_with_hot(model, prune_block=2, tokens=9, recover=False, selector="dpc_knn")  # back to one stage
     assert model.hot.prune_block == 2 and model.hot.tokens == 9

@@ -9,7 +9,7 @@ from hourglass_tokenizer.core.recovery import initial_x_token
 from hourglass_tokenizer.models import build_model
 from stand_ins import T, MixSTELike, MotionBERTLike, PoseFormerLike, seeded, walks
 
-TRA = dict(prune_block=2, tokens=9, recover="tra")
+TRA = dict(prune_block=2, tokens=9, recover="tra", selector="dpc_knn")  # the paper's HoT
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_changing_tokens_resamples_the_learned_kept_frame_embedding(new_tokens):
 
 def test_selectors_and_the_users_random_state(mixste):
     model, x = mixste
-    wrap_with_hot(model, **TRA, selector="random", seed=5)
+    wrap_with_hot(model, **{**TRA, "selector": "random"}, seed=5)
     state = torch.get_rng_state()
     with torch.no_grad():
         model(x)
@@ -67,7 +67,7 @@ def test_selectors_and_the_users_random_state(mixste):
 
 def test_seed_changes_restart_the_random_selection(mixste):
     model, x = mixste
-    wrap_with_hot(model, **TRA, selector="random", seed=0)
+    wrap_with_hot(model, **{**TRA, "selector": "random"}, seed=0)
     model(x)
     first = model.hot.last_indices
     model.hot.seed = 5
@@ -102,7 +102,7 @@ def test_x_token_initialisation_choices(mixste):
     assert torch.equal(model.x_token, model.temporal_pos)
     assert model.x_token.data_ptr() != model.temporal_pos.data_ptr()
     bert = MotionBERTLike()
-    wrap_with_hot(bert, prune_block=1, tokens=9, recover="tra", x_token_init="position")
+    wrap_with_hot(bert, prune_block=1, tokens=9, recover="tra", x_token_init="position", selector="dpc_knn")
     assert torch.equal(bert.x_token, bert.temp_embed[:, :, 0])
     start = torch.randn(1, T, 16)
     wrap_with_hot(unwrap_hot(model), **TRA, x_token_init=start)
@@ -123,18 +123,18 @@ def test_paper_presets_are_recognised_by_structure():
         pass
 
     mix = RenamedMixSTE(frames=243, depth=8, dim=8)
-    wrap_with_hot(mix)
+    wrap_with_hot(mix, selector="dpc_knn")
     assert (mix.hot.prune_block, mix.hot.tokens, mix.hot.family) == (3, 81, "mixste")
-    wrap_with_hot(mix, recover=False)
+    wrap_with_hot(mix, recover=False, selector="dpc_knn")
     assert (mix.hot.prune_block, mix.hot.tokens) == (7, 61)
     bert = MotionBERTLike(frames=243, depth=5, dim=8)
-    wrap_with_hot(bert)
+    wrap_with_hot(bert, selector="dpc_knn")
     assert (bert.hot.prune_block, bert.hot.tokens, bert.hot.family) == (1, 81, "motionbert")
     small = MixSTELike(frames=81, depth=8, dim=8)
-    wrap_with_hot(small)
+    wrap_with_hot(small, selector="dpc_knn")
     assert (small.hot.prune_block, small.hot.tokens) == (3, 27)
     with pytest.raises(ValueError, match="give prune_block= and tokens= explicitly"):
-        wrap_with_hot(PoseFormerLike())
+        wrap_with_hot(PoseFormerLike(), selector="dpc_knn")
 
 
 @pytest.mark.parametrize("family, recover, depth, expected", [
@@ -156,5 +156,5 @@ def test_presets_scale_the_prune_block_with_depth(family, recover, depth, expect
 def test_zoo_models_get_the_paper_presets(name, config, overrides, expected):
     model = build_model(name, config, **overrides)  # paper depth and frame count, narrow for speed
     model.__class__ = type("UserRenamed" + type(model).__name__, (type(model),), {})
-    wrap_with_hot(model)
+    wrap_with_hot(model, selector="dpc_knn")
     assert (model.hot.prune_block, model.hot.tokens) == expected

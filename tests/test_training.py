@@ -14,6 +14,7 @@ from hourglass_tokenizer.data import PARENTS, PoseWindowDataset, load_cmu, proje
 from hourglass_tokenizer.training import (DistillationLoss, TrainConfig, compute_loss, evaluate, load_checkpoint,
                                           load_pretrained, main, train)
 from hourglass_tokenizer.core.wrapping import HOT_PARAMETERS
+from hourglass_tokenizer.core.selection import DEFAULT_SELECTOR
 
 SHARED_CMU = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cmu_mocap_h36m17_50fps.npz")
 T = 27
@@ -82,7 +83,7 @@ def test_loss_falls_checkpoints_resume_and_load_into_a_fresh_wrapped_model(datas
     ckpt = load_checkpoint(str(tmp_path / "a" / "last.pt"))
     assert ckpt["epoch"] == 1 and ckpt["optimizer"] is not None and ckpt["config"]["lr"] == 2e-3
     assert {k: ckpt["hot"][k] for k in ("prune_block", "tokens", "recover", "selector", "k", "seed")} == {
-        "prune_block": 1, "tokens": 9, "recover": "tra", "selector": "dpc_knn", "k": 2, "seed": 0}
+        "prune_block": 1, "tokens": 9, "recover": "tra", "selector": DEFAULT_SELECTOR, "k": 2, "seed": 0}
     assert ckpt["model_spec"] == {"name": "mixste", "config": "small", "kwargs": {"depth": 3, "drop_path_rate": 0.0}}
     assert {"pos_embed_token", "x_token"} <= set(ckpt["model"])
 

@@ -15,7 +15,7 @@ def test_mhformer_like_tpc_matches_the_official_tpc_and_loads_its_checkpoint():
     model = seeded(MHFormerLike)
     x = walks(3)
     before = snapshot(model, x)
-    wrap_with_hot(model, prune_block=1, tokens=9, recover=False, input_shape=(T, J, 2))
+    wrap_with_hot(model, prune_block=1, tokens=9, recover=False, input_shape=(T, J, 2), selector="dpc_knn")
     hot = model.hot
     assert hot.block_lists == ("Transformer_hypothesis.SHR_blocks", "Transformer_hypothesis.CHI_blocks")
     assert hot.depth == 3 and hot.layouts["Transformer_hypothesis.SHR_blocks"] == "b t c"
@@ -41,7 +41,7 @@ def test_mhformer_like_wraps_at_once_and_tolerates_a_forward_returning_a_tuple()
 
     model = seeded(Returning)
     x = walks(2)
-    wrap_with_hot(model, prune_block=1, tokens=9, recover=False)
+    wrap_with_hot(model, prune_block=1, tokens=9, recover=False, selector="dpc_knn")
     # No frame count is stored: T is read off its (1, T, c) embeddings, so the wrap is not lazy.
     assert not model.hot.pending and model.hot.frames == x.shape[1]
     with torch.no_grad():
@@ -55,5 +55,5 @@ def test_a_seq2seq_recovery_says_to_wrap_with_recover_false():
     tokens: the one-line wrap (default seq2seq recovery) says what to do instead."""
     model = seeded(MHFormerLike)
     with pytest.raises(ValueError, match="wrap with recover=False"):
-        wrap_with_hot(model, prune_block=1, tokens=9)
+        wrap_with_hot(model, prune_block=1, tokens=9, selector="dpc_knn")
     assert not is_hot(model)

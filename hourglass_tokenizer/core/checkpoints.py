@@ -37,7 +37,9 @@ def load_official_hot(model: nn.Module, state_dict: Mapping[str, Any], strict: b
 
     A seq2seq HoT checkpoint needs a model wrapped with ``recover="tra"`` (the paper's TRA; the
     default ``"tra+interpolate"`` uses the same parameter names differently); an official TPC
-    checkpoint (``tpc_mixste``: no HoT parameters at all) one wrapped with ``recover=False``.
+    checkpoint (``tpc_mixste``: no HoT parameters at all) one wrapped with ``recover=False``. Both
+    were trained choosing frames with DPC-kNN, so the model must be wrapped with
+    ``selector="dpc_knn"`` (set ``model.hot.selector`` afterwards to experiment with another).
 
     Raises:
         ValueError: the model is not wrapped, or wrapped with settings the checkpoint does not fit.
@@ -66,6 +68,10 @@ def load_official_hot(model: nn.Module, state_dict: Mapping[str, Any], strict: b
         raise ValueError("the checkpoint has no HoT weights (no pos_embed_token, no x_token): an official TPC "
                          "checkpoint loads into a model wrapped with recover=False; a plain one needs no "
                          "load_official_hot (load it before wrapping)")
+    if hot.selector != "dpc_knn":
+        raise ValueError(f"official HoT models choose their frames with DPC-kNN; wrap with selector='dpc_knn' "
+                         f"(this model has selector={hot.selector!r}; set model.hot.selector after loading to try "
+                         "another)")
     if recovery.official_parameters is None:
         raise ValueError(f"the official HoT code has no recover={recovery.name!r}, so none of its checkpoints fits "
                          "this model; wrap with recover='tra' (HoT) or recover=False (TPC)")

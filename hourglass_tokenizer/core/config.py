@@ -16,7 +16,7 @@ import torch
 
 from .probe import ModelStructure
 from .recovery import Recovery, recovery_strategy
-from .selection import Selector, resolve_selector
+from .selection import DEFAULT_SELECTOR, Selector, resolve_selector
 
 __all__ = ["HotConfig", "Stages", "as_count", "as_stages"]
 
@@ -60,7 +60,7 @@ class HotConfig:
     prune_blocks: Optional[Tuple[int, ...]]
     tokens: Optional[Tuple[int, ...]]
     recovery: Recovery
-    selector: Union[str, Selector] = "dpc_knn"
+    selector: Union[str, Selector] = DEFAULT_SELECTOR
     k: int = 2
     seed: int = 0
     check_inputs: Optional[bool] = None

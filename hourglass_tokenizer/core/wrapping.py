@@ -22,7 +22,7 @@ from .lazy import wrap_lazily
 from .probe import (NoPrunableBlocks, ProbeForwardError, ProbeOptions, ShapeUnknown, check_names, guess_input_shapes,
                     example_input as probe_input)
 from .recovery import HOT_PARAMETERS
-from .selection import Selector
+from .selection import DEFAULT_SELECTOR, Selector
 from .state import HotState
 
 __all__ = ["wrap_with_hot", "unwrap_hot", "is_hot", "hot_parameters", "load_official_hot", "HotState",
@@ -32,7 +32,7 @@ logger = logging.getLogger("hourglass_tokenizer")
 
 
 def wrap_with_hot(model: nn.Module, prune_block: Optional[Stages] = None, tokens: Optional[Stages] = None, *,
-                  recover: Union[str, bool] = "tra+interpolate", selector: Union[str, Selector] = "dpc_knn",
+                  recover: Union[str, bool] = "tra+interpolate", selector: Union[str, Selector] = DEFAULT_SELECTOR,
                   k: int = 2, seed: int = 0, example_input: Optional[torch.Tensor] = None,
                   input_shape: Optional[Sequence[int]] = None, blocks: Optional[Sequence[str]] = None,
                   layouts: Optional[Mapping[str, str]] = None, recover_before: Optional[str] = None,
@@ -40,8 +40,9 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[Stages] = None, tokens
                   check_inputs: Optional[bool] = None, frame_layers: Optional[Sequence[str]] = None) -> nn.Module:
     """Turn a video pose transformer into a Hourglass Tokenizer (HoT) model, in place.
 
-    After the first ``prune_block`` blocks, token pruning cluster (TPC) keeps ``tokens``
-    representative frames chosen by density-peaks clustering of per-frame features; the deeper
+    After the first ``prune_block`` blocks, HoT keeps ``tokens`` representative frames (evenly
+    spaced by default; the paper's token pruning cluster, TPC, chooses them by density-peaks
+    clustering of per-frame features: ``selector="dpc_knn"``); the deeper
     blocks only process those frames. Before the head all ``T`` frames are restored (``recover``)
     so the model stays seq2seq. The model's own ``forward`` is not modified.
 
@@ -74,10 +75,13 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[Stages] = None, tokens
               ``(T-1)//2`` is always kept, there is no ``pos_embed_token``, pruned frames are filled
               from their nearest kept frame before the head, and the centre frame's output is the
               prediction.
-        selector: ``"dpc_knn"``, ``"dpc_knn_coverage"`` (DPC-kNN within equal time strata, keeping
-            the first and last frame: bounded gaps, better for interpolation), ``"uniform"``,
-            ``"random"`` or a callable ``(frame_features (b, t, c), f) -> indices (b, f)`` (integer
-            tensor, unique frames per sample; checked at run time).
+        selector: how the kept frames are chosen. ``"uniform"`` (default): evenly spaced frames,
+            which measured best for a pretrained model with and without fine-tuning (README,
+            "Adopting HoT"), costs nothing and is chosen once per batch shape; ``"dpc_knn"``: the
+            paper's density-peaks clustering of per-frame features (official HoT checkpoints were
+            trained with it); ``"dpc_knn_coverage"`` (DPC-kNN within equal time strata, keeping the
+            first and last frame), ``"random"``, or a callable ``(frame_features (b, t, c), f) ->
+            indices (b, f)`` (integer tensor, unique frames per sample; checked at run time).
         k: neighbours in DPC-kNN's density (self included); the paper uses 2.
         seed: seed of the private generator of the ``"random"`` selector.
         example_input / input_shape: input for the probe forward; inferred from the model's

@@ -104,7 +104,7 @@ def _recorded_spec(model: nn.Module) -> Optional[Dict[str, Any]]:
 def hot_settings(model: nn.Module) -> Optional[Dict[str, Any]]:
     """Everything :func:`wrap_with_hot` needs to wrap a fresh copy of ``model`` the same way, as plain
     data (``None`` for a plain model). A callable selector cannot be recorded: ``selector`` is then
-    ``None`` (with a warning), and a rebuilt model uses the default ``"dpc_knn"``. ``x_token_init`` is
+    ``None`` (with a warning), and a rebuilt model uses the default selector (``"uniform"``). ``x_token_init`` is
     not recorded: it only sets TRA's start, which the saved ``x_token`` replaces.
 
     Raises:
@@ -350,13 +350,13 @@ def _same_structure(model: nn.Module, structure: Mapping[str, Any]) -> bool:
 def _wrap_like(model: nn.Module, hot: Mapping[str, Any], where: str) -> None:
     """Wrap a plain model as recorded: first as ``wrap_with_hot`` finds the structure on its own; when
     that fails or finds another structure, with the recorded block lists, layouts and recovery point."""
-    from ..core.selection import SELECTORS
+    from ..core.selection import DEFAULT_SELECTOR, SELECTORS
 
     selector = hot.get("selector")
     if selector not in SELECTORS:
-        warnings.warn(f"{where} records no selector name (it was a callable); using 'dpc_knn': set "
+        warnings.warn(f"{where} records no selector name (it was a callable); using {DEFAULT_SELECTOR!r}: set "
                       "model.hot.selector to yours", stacklevel=3)
-        selector = "dpc_knn"
+        selector = DEFAULT_SELECTOR
     options = dict(recover=hot.get("recover", "tra+interpolate"), selector=selector, k=hot.get("k", 2),
                    seed=hot.get("seed", 0), check_inputs=hot.get("check_inputs"))
     if hot.get("input_shape"):
