@@ -35,9 +35,8 @@ for path in (REPO, HERE):
         sys.path.insert(0, path)
 
 import accuracy_cmu  # noqa: E402
+from frontier_selectors import KeyframeSelector, MotionSpacedSelector  # noqa: E402
 from hot_variants import InterpolationOnly, fit_detail_map, wrap_variant  # noqa: E402
-
-from hourglass_tokenizer.core.selection import KeyframeSelector, MotionSpacedSelector  # noqa: E402
 from hourglass_tokenizer.data import PoseWindowDataset, load_cmu, project_clips  # noqa: E402
 from hourglass_tokenizer.data.readers import CMU_ACKNOWLEDGEMENT  # noqa: E402
 from hourglass_tokenizer.files import atomic_write  # noqa: E402
@@ -74,6 +73,7 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
     "uniform + merge feature": dict(selector="uniform", merge="feature"),
     "dpc_knn + merge feature": dict(selector="dpc_knn", merge="feature"),
     "uniform + residual 0.5": dict(selector="uniform", residual=0.5),
+    "uniform interpolate+residual (plugin)": dict(selector="uniform", recover="interpolate+residual"),
     "uniform + residual 1": dict(selector="uniform", residual=1.0),
     "uniform + cubic": dict(selector="uniform", cubic=True),
     "keyframes on pose2d + cubic": dict(selector=KeyframeSelector(0.0), signal="pose2d", cubic=True),
@@ -103,11 +103,11 @@ DIAGNOSTICS = ("oracle keyframes", "interpolation only (diagnostic)")
 ATTEMPTS = """What each variant is (recovery `interpolate` unless it says otherwise):
 
 - `uniform`, `dpc_knn`, `dpc_knn_coverage`: the selectors the plugin had (references).
-- `keyframes`: the exact dynamic programme over linear-interpolation fits (`core.selection.keyframes`): the kept
+- `keyframes`: the exact dynamic programme over linear-interpolation fits (`frontier_selectors.keyframes`): the kept
   frames from which interpolation rebuilds the features best, both ends kept. `s1`: with the regular-spacing
   prior at weight 1 (each term is 1 for evenly spaced frames).
 - `motion_spaced 0.5` / `1`: frames evenly spaced along time blended with travelled distance (half and half / distance
-  only; `core.selection.motion_spaced`).
+  only; `frontier_selectors.motion_spaced`).
 - `... on pose2d`: the same selector on the 2D input (all joints, per frame) instead of the joint-pooled features of
   the pruning block; `on tokens`: on the pruning block's un-pooled tokens (all joints).
 - `top motion on pose2d`: the frames of largest 2D motion, no spacing (motion-based selection as in H2OT).
@@ -117,6 +117,8 @@ ATTEMPTS = """What each variant is (recovery `interpolate` unless it says otherw
   the mean of its cluster (every frame joins the kept frame nearest in time / in pooled-feature distance).
 - `residual a`: recovery adds `a x (x_p - interp(x_p))`, the per-frame detail of the features entering the first
   pruned block, to the interpolated output.
+- `uniform interpolate+residual (plugin)`: the plugin's `recover="interpolate+residual"` (weight 0.5), to check that
+  it gives the prototype `uniform + residual 0.5` exactly.
 - `fitted residual`: the same detail through a linear map fitted by ridge least squares on the unpruned model
   (target: the detail of its head input) over 2,048 unlabelled training windows; `per-joint`: one map per joint;
   `scalar`: one number (column `fitted_alpha` of the CSV). `hot-fitted`: the target is what the wrapped model

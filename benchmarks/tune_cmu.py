@@ -51,6 +51,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--runs-dir", default=os.path.join(REPO, "runs", "tune_cmu"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--recovers", default=None, help="passed to tune's --recovers (default: tune's own default)")
     return p.parse_args(argv)
 
 
@@ -81,6 +82,8 @@ def run_tune(args, acc, val_path: str, budget: float) -> Dict[str, Any]:
                "--model-arg", f"mlp_hidden_dim={acc.mlp_hidden}", "--cameras", str(acc.cameras),
                "--seed", str(args.seed), "--init-from", args.baseline, "--max-increase", f"{budget:g}",
                "--out", out, "--overwrite", "--threads", str(args.threads), "--no-progress"]
+    if args.recovers:
+        command += ["--recovers", args.recovers]
     started = time.time()
     run = subprocess.run([sys.executable] + command, cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})

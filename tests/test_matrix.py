@@ -50,7 +50,9 @@ class Case:
     extra: dict = field(default_factory=dict)
 
     def wrap_kwargs(self, **changes) -> dict:
-        kwargs = dict(prune_block=self.prune_block, tokens=self.tokens, recover=self.recover, **self.extra)
+        # The paper's DPC-kNN, as the hand-written references choose frames (the default is tested below).
+        kwargs = dict(prune_block=self.prune_block, tokens=self.tokens, recover=self.recover, selector="dpc_knn",
+                      **self.extra)
         if self.needs_example:
             kwargs["example_input"] = torch.zeros(1, *self.shape)
         kwargs.update(changes)
@@ -122,9 +124,33 @@ def test_keeping_every_frame_reproduces_the_original_exactly(name):
     model, x = case.make()
     with torch.no_grad():
         before = model(x)
-        for recover in ("interpolate", "tra+interpolate", "nearest", False) if case.recover is not False else (False,):
-            wrap_with_hot(model, **case.wrap_kwargs(tokens=case.shape[0], recover=recover))
+        for recover in (("interpolate", "tra+interpolate", "nearest", "interpolate+residual", False)
+                        if case.recover is not False else (False,)):
+            try:
+                wrap_with_hot(model, **case.wrap_kwargs(tokens=case.shape[0], recover=recover))
+            except ValueError as error:  # the residual needs equal widths where pruning begins and ends
+                assert recover == "interpolate+residual" and "same width and joints" in str(error)
+                continue
             assert torch.equal(model(x), before), recover
+
+
+@pytest.mark.parametrize("name", [n for n, c in MODELS.items() if c.recover is not False])
+def test_the_residual_recovery_runs_or_is_refused_at_wrap_time(name):
+    """Every seq2seq model either takes ``"interpolate+residual"`` (finite output, kept frames' tokens
+    as with plain interpolation) or is refused when wrapped, never at the first forward."""
+    case = MODELS[name]
+    model, x = case.make()
+    other = copy.deepcopy(model)
+    try:
+        wrap_with_hot(model, **case.wrap_kwargs(recover="interpolate+residual"))
+    except ValueError as error:
+        assert "same width and joints" in str(error) and not is_hot(model)
+        return
+    wrap_with_hot(other, **case.wrap_kwargs(recover="interpolate"))
+    with torch.no_grad():
+        out, plain = model(x), other(x)
+    assert out.shape == plain.shape and torch.isfinite(out).all()
+    assert not torch.equal(out, plain)  # the detail of the pruned frames reached the output
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -179,6 +205,38 @@ def test_each_sample_keeps_its_own_frames(name):
         for s in range(3):  # a sample's output does not depend on the rest of the batch
             torch.testing.assert_close(model(x[s:s + 1]), batched[s:s + 1], atol=1e-5, rtol=1e-5)
             assert torch.equal(model.hot.last_indices[0], picks[s])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_by_default_every_sample_keeps_evenly_spaced_frames(name):
+    """The default selector is ``"uniform"``: the same evenly spaced frames for every sample (TPC
+    only: evenly spaced among the other frames, plus the centre), and the same output as choosing
+    those frames by hand."""
+    case = MODELS[name]
+    model, x = case.make()
+    kwargs = case.wrap_kwargs()
+    del kwargs["selector"]
+    wrap_with_hot(model, **kwargs)
+    by_hand = copy.deepcopy(model)
+
+    def evenly(features, f, exclude=None):
+        frames = [t for t in range(features.shape[1]) if t != exclude]
+        return evenly_spaced(frames, f).expand(features.shape[0], f)
+
+    by_hand.hot.selector = evenly
+    with torch.no_grad():
+        assert torch.equal(model(x), by_hand(x))
+    t, f = case.shape[0], case.tokens
+    expected = (evenly_spaced(list(range(t)), f) if case.recover is not False else
+                torch.cat([evenly_spaced([i for i in range(t) if i != (t - 1) // 2], f - 1),
+                           torch.tensor([(t - 1) // 2])]).sort().values)
+    assert torch.equal(model.hot.last_indices, expected.expand(x.shape[0], f))
+    assert torch.equal(by_hand.hot.last_indices, model.hot.last_indices) and model.hot.selector == "uniform"
+
+
+def evenly_spaced(frames, f: int) -> torch.Tensor:
+    """``f`` of the frame numbers ``frames``, the first and the last included, evenly spaced (rounded)."""
+    return torch.tensor([frames[round(i * (len(frames) - 1) / (f - 1)) if f > 1 else 0] for i in range(f)])
 
 
 @pytest.mark.parametrize("name", MODELS)

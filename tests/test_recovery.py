@@ -7,12 +7,13 @@ import torch
 from torch import nn
 
 from hourglass_tokenizer import is_hot, load_official_hot, wrap_with_hot
-from hourglass_tokenizer.core.recovery import (RECOVERY_MODES, CrossAttention, corrected_interpolation,
-                                               interpolate_frames, recover_frames, resolve_recover)
+from hourglass_tokenizer.core.recovery import (RECOVERY_MODES, RESIDUAL_WEIGHT, CrossAttention,
+                                               corrected_interpolation, interpolate_frames, recover_frames,
+                                               residual_interpolation, resolve_recover)
 from stand_ins import (MixSTELike, attention_by_hand, dpc_with_centre, interpolate_by_hand, nearest_fill,
                        randomise_hot_parameters, reference_mixste, seeded, walks)
 
-TRA = dict(prune_block=2, tokens=9, recover="tra")
+TRA = dict(prune_block=2, tokens=9, recover="tra", selector="dpc_knn")  # the paper's HoT
 
 
 def build(seed=0):
@@ -30,6 +31,26 @@ def test_interpolate_frames_matches_the_hand_written_interpolation():
         assert torch.equal(exact[3 * s:3 * s + 3, idx[s]], kept[3 * s:3 * s + 3])  # kept frames pass through
     with pytest.raises(ValueError, match="do not fit frame indices"):
         interpolate_frames(kept[:, :3], idx, 12)
+
+
+def test_residual_interpolation_adds_each_pruned_frames_own_detail():
+    """Frame by frame: the interpolation of the kept tokens plus ``weight`` times what interpolation of
+    the source's kept frames misses of the source's own frame; kept frames pass through."""
+    g = torch.Generator().manual_seed(1)
+    idx = torch.tensor([[1, 4, 8], [0, 5, 9]])
+    kept = torch.randn(2 * 3, 3, 4, generator=g, dtype=torch.float64)
+    source = torch.randn(2 * 3, 10, 4, generator=g, dtype=torch.float64)
+    got = residual_interpolation(kept, idx, 10, source, weight=0.3)
+    source_kept = torch.stack([source[n, idx[n // 3]] for n in range(6)])
+    plain, source_plain = interpolate_by_hand(kept, idx, 10), interpolate_by_hand(source_kept, idx, 10)
+    for n in range(6):
+        for t in range(10):
+            expected = plain[n, t] + 0.3 * (source[n, t] - source_plain[n, t])
+            torch.testing.assert_close(got[n, t], expected)
+        assert torch.allclose(got[n, idx[n // 3]], kept[n])
+    assert torch.equal(residual_interpolation(kept, idx, 10, source, weight=0.0), interpolate_frames(kept, idx, 10))
+    with pytest.raises(ValueError, match="same width and the same joints"):
+        residual_interpolation(kept, idx, 10, source[:, :, :3])
 
 
 def test_interpolation_copies_the_end_frames_exactly():
@@ -92,7 +113,7 @@ def test_recovery_keeps_the_dtype_of_the_kept_tokens():
 @pytest.mark.parametrize("mode, by_hand", [("interpolate", interpolate_by_hand), ("nearest", nearest_fill)])
 def test_training_free_modes_match_hand_written_forward(mode, by_hand):
     model, x = build()
-    wrap_with_hot(model, prune_block=2, tokens=9, recover=mode)
+    wrap_with_hot(model, prune_block=2, tokens=9, recover=mode, selector="dpc_knn")
     randomise_hot_parameters(model)  # pos_embed_token is still added to the kept frames
     with torch.no_grad():
         out = model(x)
@@ -101,10 +122,77 @@ def test_training_free_modes_match_hand_written_forward(mode, by_hand):
     assert set(k for k in model.state_dict() if k.split(".")[0] in ("x_token", "cross_attention")) == set()
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_interpolate_plus_residual_adds_half_the_detail_entering_the_first_pruned_block(batch):
+    """Against the same model with plain interpolation: the head's input differs by exactly
+    ``RESIDUAL_WEIGHT x (x_p - interpolation of x_p)``, ``x_p`` the tokens entering the first pruned
+    block, recorded by a hook of our own (as ``(b j) t c`` sequences)."""
+    model, x = build()
+    x = x[:batch]
+    other = copy.deepcopy(model)
+    wrap_with_hot(model, prune_block=2, tokens=9, recover="interpolate+residual", selector="dpc_knn")
+    wrap_with_hot(other, prune_block=2, tokens=9, recover="interpolate", selector="dpc_knn")
+    randomise_hot_parameters(model)
+    randomise_hot_parameters(other)  # the same pos_embed_token
+    entering, heads = [], []
+    for m in (model, other):
+        m.spatial_blocks[2].register_forward_pre_hook(lambda m, args: entering.append(args[0]), prepend=True)
+        m.head.register_forward_pre_hook(lambda m, args: heads.append(args[0]))
+    with torch.no_grad():
+        out = model(x)
+        idx = model.hot.last_indices
+        plain = other(x)
+    assert torch.equal(idx, other.hot.last_indices) and torch.equal(entering[0], entering[1])
+    source = entering[0].reshape(batch, 27, 17, -1).transpose(1, 2).reshape(batch * 17, 27, -1)
+    source_kept = torch.stack([source[n, idx[n // 17]] for n in range(batch * 17)])
+    detail = source - interpolate_by_hand(source_kept, idx, 27)
+    detail = detail.reshape(batch, 17, 27, -1).transpose(1, 2)
+    torch.testing.assert_close(heads[0], heads[1] + RESIDUAL_WEIGHT * detail, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(out, plain)
+    assert set(k for k in model.state_dict() if k.split(".")[0] in ("x_token", "cross_attention")) == set()
+
+
+def test_the_residual_needs_the_same_width_where_pruning_begins_and_ends():
+    model, _ = build()
+    narrow = nn.Sequential(nn.Linear(16, 8), nn.Linear(8, 3))  # the recovery point sees 8 channels, the blocks 16
+    model.head = narrow
+    with pytest.raises(ValueError, match=r"recover='interpolate\+residual' adds the tokens entering block 1 .*16 "
+                                         r"channels.*8 channels.*use recover='interpolate'"):
+        wrap_with_hot(model, prune_block=1, tokens=9, recover="interpolate+residual", recover_before="head.1")
+    assert not is_hot(model)
+
+
+def test_a_zero_correction_is_skipped_only_while_it_is_zero_and_untrained():
+    """Inference with the projection still zero skips the attention (same output as "interpolate");
+    any change of the projection (in place, by loading, by training) or a recorded gradient runs it."""
+    model, x = build()
+    interpolating = wrap_with_hot(copy.deepcopy(model), prune_block=1, tokens=9, recover="interpolate")
+    wrap_with_hot(model, prune_block=1, tokens=9)
+    calls = []
+    model.cross_attention.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        assert torch.equal(model(x), interpolating(x)) and calls == []
+        assert torch.equal(model(x), interpolating(x)) and calls == []
+    with torch.inference_mode():
+        assert torch.equal(model(x), interpolating(x)) and calls == []
+    model(x).sum().backward()  # gradients recorded: the attention runs, and its projection learns
+    assert calls == [1] and model.cross_attention.proj.weight.grad.abs().sum() > 0
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    trained["cross_attention.proj.bias"] += 0.5
+    with torch.no_grad():
+        model.load_state_dict(trained)
+        moved = model(x)
+        assert len(calls) == 2 and not torch.equal(moved, interpolating(x))
+        model.cross_attention.proj.bias.zero_()  # zero again, in place: skipped again
+        assert torch.equal(model(x), interpolating(x)) and len(calls) == 2
+        model.cross_attention.proj.weight.data = torch.ones_like(model.cross_attention.proj.weight)
+        assert not torch.equal(model(x), interpolating(x)) and len(calls) == 3
+
+
 def test_tra_plus_interpolate_starts_as_interpolate_and_then_learns():
     model, x = build()
-    interpolating = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9, recover="interpolate")
-    wrap_with_hot(model, prune_block=2, tokens=9)  # the default
+    interpolating = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9, recover="interpolate", selector="dpc_knn")
+    wrap_with_hot(model, prune_block=2, tokens=9, selector="dpc_knn")  # the default
     assert model.hot.recover == "tra+interpolate"
     with torch.no_grad():
         assert torch.equal(model(x), interpolating(x))
@@ -128,9 +216,9 @@ def test_tra_plus_interpolate_starts_as_interpolate_and_then_learns():
 def test_tra_plus_interpolate_needs_zero_queries():
     model, _ = build()
     with pytest.raises(ValueError, match="must start at zeros"):
-        wrap_with_hot(model, prune_block=2, tokens=9, recover="tra+interpolate", x_token_init="position")
+        wrap_with_hot(model, prune_block=2, tokens=9, recover="tra+interpolate", x_token_init="position", selector="dpc_knn")
     assert not is_hot(model)
-    wrap_with_hot(model, prune_block=2, tokens=9, recover="tra", x_token_init="position")
+    wrap_with_hot(model, prune_block=2, tokens=9, recover="tra", x_token_init="position", selector="dpc_knn")
     assert torch.equal(model.x_token, model.temporal_pos)
 
 
@@ -138,7 +226,7 @@ def test_tra_plus_interpolate_needs_zero_queries():
 def test_bad_recover_values_are_rejected_and_leave_the_model_alone(bad):
     model, _ = build()
     with pytest.raises(ValueError, match=r"recover must be one of .*got"):
-        wrap_with_hot(model, prune_block=2, tokens=9, recover=bad)
+        wrap_with_hot(model, prune_block=2, tokens=9, recover=bad, selector="dpc_knn")
     assert not is_hot(model) and not hasattr(model, "pos_embed_token")
 
 
@@ -152,7 +240,7 @@ def test_official_tpc_checkpoint_loads_strictly_and_gives_the_same_centre_predic
     official, x = build()
     state = copy.deepcopy(official.state_dict())  # official TPC-MixSTE keys are the plain model's
     model, _ = build(seed=5)
-    wrap_with_hot(model, prune_block=2, tokens=9, recover=False)
+    wrap_with_hot(model, prune_block=2, tokens=9, recover=False, selector="dpc_knn")
     load_official_hot(model, {"model_pos": {"module." + k: v for k, v in state.items()}})
     model.load_state_dict(state, strict=True)
     with torch.no_grad():
@@ -170,16 +258,16 @@ def test_official_tpc_checkpoint_loads_strictly_and_gives_the_same_centre_predic
 
 def test_official_checkpoints_need_the_matching_recovery():
     model, _ = build()
-    hot_ckpt = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9, recover="tra").state_dict()
-    default = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9)
+    hot_ckpt = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9, recover="tra", selector="dpc_knn").state_dict()
+    default = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9, selector="dpc_knn")
     with pytest.raises(ValueError, match="wrap with recover='tra'"):
         load_official_hot(default, hot_ckpt)
-    tpc = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9, recover=False)
+    tpc = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9, recover=False, selector="dpc_knn")
     with pytest.raises(ValueError, match="seq2seq HoT checkpoint"):
         load_official_hot(tpc, hot_ckpt)
     with pytest.raises(ValueError, match="no HoT weights"):
         load_official_hot(default, model.state_dict())
-    paper = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9, recover="tra")
+    paper = wrap_with_hot(copy.deepcopy(model), prune_block=2, tokens=9, recover="tra", selector="dpc_knn")
     load_official_hot(paper, hot_ckpt)
 
 
@@ -192,7 +280,7 @@ def test_official_hot_checkpoint_layout_loads():
     load_official_hot(fresh, official)
     with torch.no_grad():
         assert torch.equal(fresh(x), model(x))
-    other = wrap_with_hot(build(seed=4)[0], prune_block=2, tokens=7)
+    other = wrap_with_hot(build(seed=4)[0], prune_block=2, tokens=7, selector="dpc_knn")
     with pytest.raises(ValueError, match="wrap with tokens=9"):
         load_official_hot(other, official)
 

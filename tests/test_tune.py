@@ -54,7 +54,7 @@ def fake_mpjpe(monkeypatch, penalty):
 def monotone_penalty(p, f, selector, recover):
     """Error falls with tokens and depth; uniform and interpolate are the best pair."""
     bonus = {"uniform": 0.0, "dpc_knn_coverage": 0.5, "dpc_knn": 2.0}[selector]
-    return 40.0 / (f * p) + bonus + (3.0 if recover == "nearest" else 0.0)
+    return 40.0 / (f * p) + bonus + {"interpolate": 0.0, "interpolate+residual": 1.0, "nearest": 3.0}[recover]
 
 
 def test_finds_the_cheapest_setting_of_the_whole_grid_without_scoring_it(monkeypatch):
@@ -244,3 +244,13 @@ def test_wall_times_the_pareto_front_against_the_unwrapped_model(monkeypatch, on
     assert {id(r) for r in timed} == {id(r) for r in result.pareto()} | {id(result.chosen_row)}
     assert all(0 < r.wall_ratio < 10 for r in timed)
     assert "wall" in result.format_table().splitlines()[0]
+
+
+def test_the_residual_recovery_is_screened_when_asked_for_and_chosen_where_it_wins(monkeypatch):
+    fake_mpjpe(monkeypatch, lambda p, f, selector, recover: monotone_penalty(p, f, selector, "interpolate")
+               - (2.0 if recover == "interpolate+residual" else 0.0))
+    result = tune(small_model(), walking_sequences(), max_increase=6.0, progress=False,
+                  recovers=("interpolate", "interpolate+residual"))
+    assert {r.recover for r in result.rows if r.stage == "screen"} == {"interpolate", "interpolate+residual"}
+    assert result.chosen["recover"] == "interpolate+residual"
+    assert "interpolate+residual" not in search.DEFAULT_RECOVERS  # opt-in: see benchmarks/results/tune_residual

@@ -125,6 +125,8 @@ class HotConfig:
                              f"have depth {depth}), got {_shown(blocks)!r}")
         if counts[0] > frames:
             raise ValueError(f"tokens must be an int in 1..frames ({frames}), got {_shown(counts)!r}")
+        if self.recovery.needs_source:
+            _check_source(structure, blocks[0], self.recovery.name)
         unprunable = [u for s in structure.sites if s.depth >= blocks[0] for u in s.unprunable]
         if unprunable:
             raise ValueError(f"cannot prune from block {blocks[0]} on: {unprunable[0]} inside a pruned block mixes a "
@@ -139,3 +141,15 @@ class HotConfig:
         return (f"prune_block={_shown(self.prune_blocks) if self.prune_blocks else None}, "
                 f"tokens={_shown(self.tokens) if self.tokens else None}, recover={self.recovery.name!r}, "
                 f"selector={self.selector!r}")
+
+
+def _check_source(structure: ModelStructure, depth: int, recover: object) -> None:
+    """A recovery that adds the first pruned block's input to the recovery point's tokens needs both
+    to hold the same joints and channels, and the block to take one token tensor."""
+    site = next(s for s in structure.sites if s.depth == depth)
+    width, joints = structure.channels_at.get(depth), site.layout.has_joints
+    if site.streams != 1 or width != structure.recover_width or joints != structure.recover_layout.has_joints:
+        raise ValueError(f"recover={recover!r} adds the tokens entering block {depth} ({site.name}: "
+                         f"'{site.layout.pattern}', {width} channels) to those entering {structure.recover_name} "
+                         f"('{structure.recover_layout.pattern}', {structure.recover_width} channels), which needs the "
+                         "same width and joints in both; use recover='interpolate'")

@@ -52,6 +52,7 @@ class _Pass:
     index: Dict[Tuple[int, str], FrameIndex] = field(default_factory=dict)
     full: Dict[str, Tuple[List[torch.Tensor], FrameIndex]] = field(default_factory=dict)
     prepared: Any = None  # the recovery's own preparation for the last stage's frames
+    source: Optional[Tuple[torch.Tensor, TokenLayout]] = None  # the first pruned block's input, when the recovery needs it
 
 
 class CallRecord:
@@ -82,6 +83,7 @@ class _SitePlan:
     keeps_all: bool  # its stage keeps every frame: nothing to gather or scatter
     adds_embedding: bool
     fills_after: bool  # TPC only with no per-frame head: the nearest-frame fill runs at this block's output
+    keeps_source: bool  # its full-length input is the recovery's ``source``
 
     @property
     def index_key(self) -> Tuple[int, str]:
@@ -102,12 +104,14 @@ class HotForward:
         self.reuses_selection = config.selector == "uniform"
         self.reused: Dict[Tuple[int, int, str, bool], _Pass] = {}
         first = config.prune_blocks[0]
+        source_site = next(s for s in structure.sites if s.depth == first) if config.recovery.needs_source else None
         self.plans = tuple(
             _SitePlan(site, config.stage_of(site.depth), config.tokens[config.stage_of(site.depth)],
                       selects=site.depth in config.prune_blocks,
                       keeps_all=config.tokens[config.stage_of(site.depth)] == structure.frames,
                       adds_embedding=site.depth == first and site.shares_first_input and config.recovery.seq2seq,
-                      fills_after=structure.recover_after_block and site.name == structure.recover_name)
+                      fills_after=structure.recover_after_block and site.name == structure.recover_name,
+                      keeps_source=site is source_site)
             for site in structure.sites if site.depth >= first)
 
     def install(self) -> List[Any]:
@@ -234,6 +238,8 @@ class HotForward:
             b, _, j = current.shape
             kept = [layout.add_frame_embedding(v, self.model.pos_embed_token, b, plan.count, j) for v in kept]
         current.full[site.name] = (streams, index)
+        if plan.keeps_source:
+            current.source = (x, layout)
         if site.frame_args:
             args = tuple(plan.count if i in site.frame_args else a for i, a in enumerate(args))
         if site.frame_kwargs:
@@ -292,7 +298,11 @@ class HotForward:
         recovery = self.config.recovery
         if current.prepared is None:
             current.prepared = recovery.prepare(idx, t)
-        x = layout.from_sequences(recovery.restore(self.model, sequences, idx, t, current.prepared), b, t, j)
+        source = None
+        if current.source is not None:
+            tokens, source_layout = current.source
+            source = source_layout.to_sequences(tokens, b, t, j)
+        x = layout.from_sequences(recovery.restore(self.model, sequences, idx, t, current.prepared, source), b, t, j)
         if token_kwarg is None:
             return (x,) + tuple(args[1:]), kwargs
         return args, {**kwargs, token_kwarg: x}

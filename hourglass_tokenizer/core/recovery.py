@@ -10,6 +10,9 @@ class here. The ways (see :data:`RECOVERY_MODES`):
 - ``"interpolate"``: training-free; each pruned frame is the linear interpolation in time of the
   kept frames on either side (copies of the first/last kept frame beyond them).
 - ``"nearest"``: training-free; each pruned frame copies the kept frame nearest in time.
+- ``"interpolate+residual"``: training-free; the interpolation plus half of each pruned frame's own
+  detail at the first pruned block (what interpolation misses of it there), carried around the
+  blocks that never saw it (:func:`residual_interpolation`).
 - ``"tra+interpolate"``: TRA as a learned correction of the interpolation: the queries are
   ``x_token + interpolation`` and the output projection starts at zero, so before any training
   it is exactly ``"interpolate"``.
@@ -29,14 +32,14 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 __all__ = ["CrossAttention", "recover_frames", "nearest_kept_frames", "nearest_kept_ranks", "interpolate_frames",
-           "corrected_interpolation", "RECOVERY_MODES", "LEARNED_MODES", "HOT_PARAMETERS", "resolve_recover",
+           "corrected_interpolation", "correction_is_zero", "residual_interpolation", "RESIDUAL_WEIGHT", "RECOVERY_MODES", "LEARNED_MODES", "HOT_PARAMETERS", "resolve_recover",
            "recovery_strategy", "Recovery", "initial_x_token"]
 
 #: Attributes the wrapper may add to the model; their parameters appear in its ``state_dict``.
 HOT_PARAMETERS = ("pos_embed_token", "x_token", "cross_attention")
 
 #: Accepted ``recover`` strings; ``True`` means ``"tra"`` and ``False`` TPC only (no recovery, seq2frame).
-RECOVERY_MODES = ("tra", "interpolate", "nearest", "tra+interpolate")
+RECOVERY_MODES = ("tra", "interpolate", "nearest", "tra+interpolate", "interpolate+residual")
 #: Modes with TRA parameters (``x_token``, ``cross_attention``).
 LEARNED_MODES = ("tra", "tra+interpolate")
 
@@ -160,6 +163,32 @@ def corrected_interpolation(x_token: torch.Tensor, cross_attention: nn.Module, k
     return queries + cross_attention(queries, kept, kept)
 
 
+#: ``"interpolate+residual"``'s weight of the detail; the best of 0.25, 0.5, 0.75 and 1 on the adoption
+#: benchmark (``benchmarks/results/frontier_cmu.md``), where 0.25 was better only at (1, 3).
+RESIDUAL_WEIGHT = 0.5
+
+
+def residual_interpolation(kept: torch.Tensor, idx: torch.Tensor, frames: int, source: torch.Tensor,
+                           weight: float = RESIDUAL_WEIGHT,
+                           neighbours: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
+                           ) -> torch.Tensor:
+    """``interpolate(kept) + weight * (source - interpolate(source at the kept frames))``, ``(n, frames, c)``.
+
+    ``source (n, frames, c)``: every frame's features where the pruning began, as sequences like
+    ``kept (n, f, c)``; ``idx (b, f)`` the kept frames. Kept frames pass through exactly; a pruned
+    frame gets the interpolation plus ``weight`` times its own detail, what interpolation misses of
+    it before the pruned blocks (interpolation is linear, so one interpolation computes both).
+    """
+    if source.shape[0] != kept.shape[0] or source.shape[1] != frames or source.shape[2] != kept.shape[2]:
+        raise ValueError(f"residual recovery: the features where pruning began, as sequences {tuple(source.shape)}, "
+                         f"do not fit the kept tokens {tuple(kept.shape)} with {frames} frames (the first pruned "
+                         "block and the recovery point need the same width and the same joints)")
+    source = source.to(kept.dtype)
+    at = _per_sequence(idx, kept.shape[0])
+    source_kept = source.gather(1, at[..., None].expand(-1, -1, source.shape[-1]))
+    return interpolate_frames(kept - weight * source_kept, idx, frames, neighbours) + weight * source
+
+
 def nearest_kept_ranks(idx: torch.Tensor, frames: int) -> torch.Tensor:
     """For every frame, the position in ``idx`` of the kept frame nearest in time (the earlier one on a
     tie): ``(b, frames)``. ``idx`` is ``(b, f)`` sorted ascending."""
@@ -224,6 +253,8 @@ class Recovery:
     official_parameters: ClassVar[Optional[FrozenSet[str]]] = None
     #: Kept frames come back unchanged, so with every frame kept :meth:`restore` is the identity.
     keeps_kept: ClassVar[bool] = True
+    #: :meth:`restore` needs ``source``: every frame's tokens entering the first pruned block.
+    needs_source: ClassVar[bool] = False
 
     def new_parameters(self, model: nn.Module, *, kept: int, kept_width: int, frames: int, width: int, heads: int,
                        qkv_bias: bool, x_token_init: Union[str, torch.Tensor], like: torch.Tensor
@@ -258,11 +289,12 @@ class Recovery:
         computed once per selection: the forward reuses it while the selection does not change."""
         return None
 
-    def restore(self, model: nn.Module, kept: torch.Tensor, idx: torch.Tensor, frames: int, prepared: Any = None
-                ) -> torch.Tensor:
+    def restore(self, model: nn.Module, kept: torch.Tensor, idx: torch.Tensor, frames: int, prepared: Any = None,
+                source: Optional[torch.Tensor] = None) -> torch.Tensor:
         """All ``frames`` tokens of every sequence from its kept ones: ``kept (n, f, c)`` at frames
         ``idx (b, f)`` (``n`` a multiple of ``b``) -> ``(n, frames, c)``; ``prepared``: :meth:`prepare`'s
-        result for ``idx``."""
+        result for ``idx``; ``source``: with :attr:`needs_source`, every frame's tokens entering the
+        first pruned block as ``(n, frames, c)`` sequences."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -278,12 +310,40 @@ class TokenRecoveringAttention(Recovery):
     zero_correction = False
     official_parameters = frozenset(HOT_PARAMETERS)
 
-    def restore(self, model, kept, idx, frames, prepared=None):
+    def restore(self, model, kept, idx, frames, prepared=None, source=None):
         return recover_frames(model.x_token, model.cross_attention, kept)
 
 
+def correction_is_zero(attention: CrossAttention) -> bool:
+    """True when ``attention``'s output is exactly zero whatever its input and nothing needs its
+    gradients: its output projection's weight and bias are all zero (as wrapped, before any
+    training) and no gradient is being recorded for them. Then the attention need not run.
+
+    The values are read once per change of the projection (its tensors' identity, storage and
+    version counter, which every in-place update and ``load_state_dict`` bumps), so a GPU
+    synchronises once, not per call. Never while compiling, exporting or tracing: a graph keeps the
+    attention, so its counted FLOPs and exported outputs are those of the full computation.
+    """
+    proj = attention.proj
+    tensors = [t for t in (proj.weight, proj.bias) if t is not None]
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or not all(isinstance(t, nn.Parameter) and not isinstance(t, UninitializedParameter) for t in tensors)
+            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):
+        return False
+    stamp = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+    known = attention.__dict__.get("_zero_checked")
+    if known is None or known[0] != stamp:
+        known = (stamp, not any(bool(t.any()) for t in tensors))
+        attention.__dict__["_zero_checked"] = known
+    return known[1]
+
+
 class CorrectedInterpolation(TokenRecoveringAttention):
-    """``"tra+interpolate"``: interpolation plus TRA as a correction that starts at exactly zero."""
+    """``"tra+interpolate"``: interpolation plus TRA as a correction that starts at exactly zero.
+
+    While the correction's output projection is still exactly zero (a model wrapped for training-free
+    use) and no gradient is recorded, the attention is skipped (:func:`correction_is_zero`): the
+    result is the same, at the cost of ``"interpolate"``."""
 
     name = "tra+interpolate"
     zero_correction = True
@@ -292,7 +352,9 @@ class CorrectedInterpolation(TokenRecoveringAttention):
     def prepare(self, idx, frames):
         return _kept_neighbours(idx, frames)
 
-    def restore(self, model, kept, idx, frames, prepared=None):
+    def restore(self, model, kept, idx, frames, prepared=None, source=None):
+        if correction_is_zero(model.cross_attention):
+            return model.x_token.to(kept.dtype) + interpolate_frames(kept, idx, model.x_token.shape[1], prepared)
         return corrected_interpolation(model.x_token, model.cross_attention, kept, idx, prepared)
 
 
@@ -304,8 +366,22 @@ class Interpolation(Recovery):
     def prepare(self, idx, frames):
         return _kept_neighbours(idx, frames)
 
-    def restore(self, model, kept, idx, frames, prepared=None):
+    def restore(self, model, kept, idx, frames, prepared=None, source=None):
         return interpolate_frames(kept, idx, frames, prepared)
+
+
+class ResidualInterpolation(Interpolation):
+    """``"interpolate+residual"``: :func:`residual_interpolation` with :data:`RESIDUAL_WEIGHT`
+    (training-free). It needs the first pruned block's input and the recovery point's to have the
+    same width and joints (checked at wrap time), as in a residual-stream transformer."""
+
+    name = "interpolate+residual"
+    needs_source = True
+
+    def restore(self, model, kept, idx, frames, prepared=None, source=None):
+        if source is None:
+            raise RuntimeError("recover='interpolate+residual' ran without the features where pruning began")
+        return residual_interpolation(kept, idx, frames, source, RESIDUAL_WEIGHT, prepared)
 
 
 class NearestFrame(Recovery):
@@ -316,7 +392,7 @@ class NearestFrame(Recovery):
     def prepare(self, idx, frames):
         return nearest_kept_ranks(idx, frames)
 
-    def restore(self, model, kept, idx, frames, prepared=None):
+    def restore(self, model, kept, idx, frames, prepared=None, source=None):
         ranks = _per_sequence(prepared if prepared is not None else nearest_kept_ranks(idx, frames), kept.shape[0])
         return kept.gather(1, ranks[..., None].expand(-1, -1, kept.shape[-1]))
 
@@ -331,7 +407,8 @@ class TpcOnly(NearestFrame):
     official_parameters = frozenset()
 
 
-_STRATEGIES = {s.name: s() for s in (TokenRecoveringAttention, CorrectedInterpolation, Interpolation, NearestFrame)}
+_STRATEGIES = {s.name: s() for s in (TokenRecoveringAttention, CorrectedInterpolation, Interpolation,
+                                      ResidualInterpolation, NearestFrame)}
 
 
 def recovery_strategy(recover: object) -> Recovery:

@@ -32,7 +32,7 @@ from ..cli_support import (OneLineParser, UsageError, check_device, command_name
                            number_at_least, one_line, run_command)
 from ..core.checkpoints import HOT_PARAMETERS, checkpoint_state_dict
 from ..core.recovery import RECOVERY_MODES
-from ..core.selection import SELECTORS
+from ..core.selection import DEFAULT_SELECTOR, SELECTORS
 from ..core.wrapping import wrap_with_hot
 from ..models import build_from_spec
 from ..files import FileReadError, OutputPathError, check_output_dir
@@ -182,9 +182,10 @@ def build_parser(prog: str = "hot-train") -> argparse.ArgumentParser:
     h.add_argument("--recover", default="tra+interpolate", choices=list(RECOVERY_MODES) + ["none"],
                    help="how pruned frames come back before the head: tra+interpolate (default: starts as the "
                         "training-free interpolation, for fine-tuning a pretrained model), tra (the paper's TRA), "
-                        "interpolate, nearest, or none (TPC only, seq2frame)")
+                        "interpolate, interpolate+residual (training-free), nearest, or none (TPC only, seq2frame)")
     h.add_argument("--no-recover", action="store_true", help="the same as --recover none")
-    h.add_argument("--selector", default="dpc_knn", choices=list(SELECTORS))
+    h.add_argument("--selector", default=DEFAULT_SELECTOR, choices=list(SELECTORS),
+                   help=f"how the kept frames are chosen (default: {DEFAULT_SELECTOR}; dpc_knn is the paper's)")
     h.add_argument("--hot-config", default=None, metavar="FILE",
                    help="wrap with HoT using the wrap_with_hot arguments in this JSON file, as 'tune' writes it "
                         "(hot.json); implies --hot; --prune-block, --tokens, --selector and --recover given here win")
@@ -291,7 +292,7 @@ def _hot_flags(hot: Any) -> str:
     recover = hot.get("recover")
     flags = f"--hot --prune-block {hot['prune_block']} --tokens {hot['tokens']} --recover "
     flags += "none" if recover is False else "tra" if recover is True else str(recover)
-    if isinstance(hot.get("selector"), str) and hot["selector"] != "dpc_knn":
+    if isinstance(hot.get("selector"), str) and hot["selector"] != DEFAULT_SELECTOR:
         flags += f" --selector {hot['selector']}"
     return flags
 
