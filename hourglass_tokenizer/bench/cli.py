@@ -14,6 +14,7 @@ import torch
 
 from ..cli_support import (OneLineParser, UsageError, check_device, command_name, frames_argument, int_at_least,
                            one_line, run_command)
+from ..core.selection import DEFAULT_SELECTOR
 from ..display import progress_bar
 from ..files import check_output_file
 from .timing import benchmark, format_table, header_lines, hot_setting, plot_rows, write_csv
@@ -251,12 +252,12 @@ def _demo(argv: Optional[List[str]], prog: str) -> int:
             f"{frames} frames before the head, so the output shape is unchanged"
             if hot.get("recover", not args.no_recover) else
             f"the pruned frames were filled from the nearest kept frame, so the output still has {frames} frames")
-    from ..core.selection import DEFAULT_SELECTOR
     selector = args.hot_options.get("selector", DEFAULT_SELECTOR)
     picked = {"dpc_knn": "by density-peaks clustering (the paper's token pruning cluster, TPC)",
               "uniform": "at even spacing (the default selector; selector='dpc_knn' is the paper's clustering)"}.get(
         selector, f"by the {selector!r} selector")
-    print(f"What HoT did: {after} ran on {f} of {frames} frames picked {picked}; {tail}. That cut the MACs by {hot['macs_reduction_pct']:.1f}% "
+    print(f"What HoT did: {after} ran on {f} of {frames} frames picked {picked}; {tail}. "
+          f"That cut the MACs by {hot['macs_reduction_pct']:.1f}% "
           f"and the latency by {100 * (1 - 1 / hot['speedup']):.1f}% ({hot['speedup']:.2f}x faster, "
           f"ideal {hot['ideal_speedup']:.2f}x).")
     return 0

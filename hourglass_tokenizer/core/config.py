@@ -146,7 +146,7 @@ class HotConfig:
 def _check_source(structure: ModelStructure, depth: int, recover: object) -> None:
     """A recovery that adds the first pruned block's input to the recovery point's tokens needs both
     to hold the same joints and channels, and the block to take one token tensor."""
-    site = next(s for s in structure.sites if s.depth == depth)
+    site = structure.first_site(depth)
     width, joints = structure.channels_at.get(depth), site.layout.has_joints
     if site.streams != 1 or width != structure.recover_width or joints != structure.recover_layout.has_joints:
         raise ValueError(f"recover={recover!r} adds the tokens entering block {depth} ({site.name}: "

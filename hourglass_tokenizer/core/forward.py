@@ -52,7 +52,7 @@ class _Pass:
     index: Dict[Tuple[int, str], FrameIndex] = field(default_factory=dict)
     full: Dict[str, Tuple[List[torch.Tensor], FrameIndex]] = field(default_factory=dict)
     prepared: Any = None  # the recovery's own preparation for the last stage's frames
-    source: Optional[Tuple[torch.Tensor, TokenLayout]] = None  # the first pruned block's input, when the recovery needs it
+    source: Optional[torch.Tensor] = None  # the first pruned block's input, when the recovery needs it
 
 
 class CallRecord:
@@ -104,7 +104,8 @@ class HotForward:
         self.reuses_selection = config.selector == "uniform"
         self.reused: Dict[Tuple[int, int, str, bool], _Pass] = {}
         first = config.prune_blocks[0]
-        source_site = next(s for s in structure.sites if s.depth == first) if config.recovery.needs_source else None
+        source_site = structure.first_site(first) if config.recovery.needs_source else None
+        self.source_layout = source_site.layout if source_site is not None else None
         self.plans = tuple(
             _SitePlan(site, config.stage_of(site.depth), config.tokens[config.stage_of(site.depth)],
                       selects=site.depth in config.prune_blocks,
@@ -239,7 +240,7 @@ class HotForward:
             kept = [layout.add_frame_embedding(v, self.model.pos_embed_token, b, plan.count, j) for v in kept]
         current.full[site.name] = (streams, index)
         if plan.keeps_source:
-            current.source = (x, layout)
+            current.source = x
         if site.frame_args:
             args = tuple(plan.count if i in site.frame_args else a for i, a in enumerate(args))
         if site.frame_kwargs:
@@ -298,10 +299,7 @@ class HotForward:
         recovery = self.config.recovery
         if current.prepared is None:
             current.prepared = recovery.prepare(idx, t)
-        source = None
-        if current.source is not None:
-            tokens, source_layout = current.source
-            source = source_layout.to_sequences(tokens, b, t, j)
+        source = None if current.source is None else self.source_layout.to_sequences(current.source, b, t, j)
         x = layout.from_sequences(recovery.restore(self.model, sequences, idx, t, current.prepared, source), b, t, j)
         if token_kwarg is None:
             return (x,) + tuple(args[1:]), kwargs

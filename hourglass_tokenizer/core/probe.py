@@ -94,6 +94,10 @@ class ModelStructure:
     #: head): the pruned frames are filled at the output of the last block, ``recover_name``.
     recover_after_block: bool = False
 
+    def first_site(self, depth: int) -> BlockSite:
+        """The block that runs first at ``depth`` (the first list's, for lists side by side)."""
+        return next(s for s in self.sites if s.depth == depth)
+
 
 def token_argument(args: tuple, kwargs: dict) -> Tuple[Optional[torch.Tensor], Optional[str]]:
     """The token tensor of a call and the keyword that carries it (``None``: first positional)."""

@@ -32,8 +32,9 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 __all__ = ["CrossAttention", "recover_frames", "nearest_kept_frames", "nearest_kept_ranks", "interpolate_frames",
-           "corrected_interpolation", "correction_is_zero", "residual_interpolation", "RESIDUAL_WEIGHT", "RECOVERY_MODES", "LEARNED_MODES", "HOT_PARAMETERS", "resolve_recover",
-           "recovery_strategy", "Recovery", "initial_x_token"]
+           "corrected_interpolation", "correction_is_zero", "residual_interpolation", "RESIDUAL_WEIGHT",
+           "RECOVERY_MODES", "LEARNED_MODES", "HOT_PARAMETERS", "resolve_recover", "recovery_strategy", "Recovery",
+           "initial_x_token"]
 
 #: Attributes the wrapper may add to the model; their parameters appear in its ``state_dict``.
 HOT_PARAMETERS = ("pos_embed_token", "x_token", "cross_attention")
@@ -154,12 +155,39 @@ def interpolate_frames(kept: torch.Tensor, idx: torch.Tensor, frames: int,
     return left * (1 - weight) + right * weight
 
 
+def correction_is_zero(attention: nn.Module) -> bool:
+    """True when ``attention``'s output is exactly zero whatever its input and nothing needs its
+    gradients: its output projection's weight and bias are all zero (as wrapped, before any
+    training) and no gradient is being recorded for them. Then the attention need not run.
+
+    The values are read once per change of the projection (its tensors' identity, storage and
+    version counter, which every in-place update and ``load_state_dict`` bumps), so a GPU
+    synchronises once, not per call. Never while compiling, exporting or tracing: a graph keeps the
+    attention, so its counted FLOPs and exported outputs are those of the full computation.
+    """
+    proj = attention.proj
+    tensors = [t for t in (proj.weight, proj.bias) if t is not None]
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or not all(isinstance(t, nn.Parameter) and not isinstance(t, UninitializedParameter) for t in tensors)
+            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):
+        return False
+    stamp = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+    known = attention.__dict__.get("_zero_checked")
+    if known is None or known[0] != stamp:
+        known = (stamp, not any(bool(t.any()) for t in tensors))
+        attention.__dict__["_zero_checked"] = known
+    return known[1]
+
+
 def corrected_interpolation(x_token: torch.Tensor, cross_attention: nn.Module, kept: torch.Tensor,
                             idx: torch.Tensor, neighbours: Optional[Tuple[torch.Tensor, ...]] = None) -> torch.Tensor:
     """``"tra+interpolate"``: queries ``x_token + interpolation`` attend to ``kept (n, f, c)``; returns
     ``queries + cross_attention(queries, kept, kept)`` ``(n, T, c)``. With zero ``x_token`` and a zero
-    output projection (the state at wrapping) this is exactly :func:`interpolate_frames`."""
+    output projection (the state at wrapping) this is exactly :func:`interpolate_frames`; while the
+    projection is zero and no gradient is recorded the attention is skipped (:func:`correction_is_zero`)."""
     queries = x_token.to(kept.dtype) + interpolate_frames(kept, idx, x_token.shape[1], neighbours)
+    if correction_is_zero(cross_attention):
+        return queries
     return queries + cross_attention(queries, kept, kept)
 
 
@@ -314,30 +342,6 @@ class TokenRecoveringAttention(Recovery):
         return recover_frames(model.x_token, model.cross_attention, kept)
 
 
-def correction_is_zero(attention: CrossAttention) -> bool:
-    """True when ``attention``'s output is exactly zero whatever its input and nothing needs its
-    gradients: its output projection's weight and bias are all zero (as wrapped, before any
-    training) and no gradient is being recorded for them. Then the attention need not run.
-
-    The values are read once per change of the projection (its tensors' identity, storage and
-    version counter, which every in-place update and ``load_state_dict`` bumps), so a GPU
-    synchronises once, not per call. Never while compiling, exporting or tracing: a graph keeps the
-    attention, so its counted FLOPs and exported outputs are those of the full computation.
-    """
-    proj = attention.proj
-    tensors = [t for t in (proj.weight, proj.bias) if t is not None]
-    if (torch.compiler.is_compiling() or torch.jit.is_tracing()
-            or not all(isinstance(t, nn.Parameter) and not isinstance(t, UninitializedParameter) for t in tensors)
-            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):
-        return False
-    stamp = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
-    known = attention.__dict__.get("_zero_checked")
-    if known is None or known[0] != stamp:
-        known = (stamp, not any(bool(t.any()) for t in tensors))
-        attention.__dict__["_zero_checked"] = known
-    return known[1]
-
-
 class CorrectedInterpolation(TokenRecoveringAttention):
     """``"tra+interpolate"``: interpolation plus TRA as a correction that starts at exactly zero.
 
@@ -353,8 +357,6 @@ class CorrectedInterpolation(TokenRecoveringAttention):
         return _kept_neighbours(idx, frames)
 
     def restore(self, model, kept, idx, frames, prepared=None, source=None):
-        if correction_is_zero(model.cross_attention):
-            return model.x_token.to(kept.dtype) + interpolate_frames(kept, idx, model.x_token.shape[1], prepared)
         return corrected_interpolation(model.x_token, model.cross_attention, kept, idx, prepared)
 
 

@@ -16,9 +16,9 @@ import torch
 
 Selector = Callable[..., torch.Tensor]
 
-__all__ = ["DEFAULT_SELECTOR", "dpc_knn", "dpc_knn_scores", "dpc_knn_coverage", "uniform",
-           "DpcKnnSelector", "CoverageSelector",
-           "RandomSelector", "resolve_selector", "SELECTORS", "choose_frames", "check_selection", "force_frame"]
+__all__ = ["DEFAULT_SELECTOR", "dpc_knn", "dpc_knn_scores", "dpc_knn_coverage", "uniform", "DpcKnnSelector",
+           "CoverageSelector", "RandomSelector", "resolve_selector", "SELECTORS", "choose_frames", "check_selection",
+           "force_frame"]
 
 
 def _candidates_mask(b: int, t: int, exclude: Optional[int], device: torch.device) -> torch.Tensor:

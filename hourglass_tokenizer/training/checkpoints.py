@@ -104,8 +104,8 @@ def _recorded_spec(model: nn.Module) -> Optional[Dict[str, Any]]:
 def hot_settings(model: nn.Module) -> Optional[Dict[str, Any]]:
     """Everything :func:`wrap_with_hot` needs to wrap a fresh copy of ``model`` the same way, as plain
     data (``None`` for a plain model). A callable selector cannot be recorded: ``selector`` is then
-    ``None`` (with a warning), and a rebuilt model uses the default selector (``"uniform"``). ``x_token_init`` is
-    not recorded: it only sets TRA's start, which the saved ``x_token`` replaces.
+    ``None`` (with a warning), and a rebuilt model uses the default selector (``"uniform"``).
+    ``x_token_init`` is not recorded: it only sets TRA's start, which the saved ``x_token`` replaces.
 
     Raises:
         ValueError: the model was wrapped lazily and has not run its first forward yet.

@@ -1,9 +1,9 @@
 """``tune``: the cheapest training-free HoT setting whose error stays within a budget, on the user's data.
 
 For a pretrained (plain) model and test sequences, :func:`tune` wraps deep copies of the model with
-``recover="interpolate"``, ``"interpolate+residual"`` or ``"nearest"`` (no new weights to train) over ``prune_block`` x
-``tokens`` x ``selector`` x ``recover``, scores each on the same sequences as the unwrapped model,
-and picks the setting with the lowest MACs ratio whose MPJPE increase is at most ``max_increase``
+``recover="interpolate"`` or ``"nearest"`` (no new weights to train; ``"interpolate+residual"`` when
+asked) over ``prune_block`` x ``tokens`` x ``selector`` x ``recover``, scores each on the same
+sequences as the unwrapped model, and picks the setting with the lowest MACs ratio whose MPJPE increase is at most ``max_increase``
 percent. It does not evaluate the whole grid:
 
 1. **Screening.** Every selector x recovery is scored at one aggressive setting (the first
@@ -231,8 +231,17 @@ def tune(model: nn.Module, data: Any, max_increase: float = 1.0, *, prune_blocks
         recovers = (False,)
     # A recovery this model cannot take (the residual needs equal widths) is left out; when none
     # remains, the first one's error explains why.
-    recovers = [r for r in recovers if _wraps(model, frames, r)] or list(recovers[:1])
-    probe = _wrapped(model, 1, max(1, frames // 2), "uniform", recovers[0])
+    probes: Dict[Union[str, bool], nn.Module] = {}
+    refusal: Optional[TuneError] = None
+    for recover in recovers:
+        try:
+            probes[recover] = _wrapped(model, 1, max(1, frames // 2), "uniform", recover)
+        except TuneError as exc:
+            refusal = refusal or exc
+    if not probes:
+        raise refusal
+    recovers = list(probes)
+    probe = probes[recovers[0]]
     depth = probe.hot.depth
     blocks = sorted(set(prune_blocks)) if prune_blocks is not None else list(range(1, depth))
     grid = sorted(set(tokens)) if tokens is not None else list(range(2, frames))
@@ -326,14 +335,6 @@ def tune(model: nn.Module, data: Any, max_increase: float = 1.0, *, prune_blocks
         _time_rows(model, window, result)
     result.seconds = time.time() - started
     return result
-
-
-def _wraps(model: nn.Module, frames: int, recover: Union[str, bool]) -> bool:
-    try:
-        _wrapped(model, 1, max(1, frames // 2), "uniform", recover)
-    except TuneError:
-        return False
-    return True
 
 
 def _wrapped(model: nn.Module, prune_block: int, tokens: int, selector: str, recover: Union[str, bool]) -> nn.Module:
