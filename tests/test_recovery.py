@@ -8,7 +8,8 @@ from torch import nn
 
 from hourglass_tokenizer import is_hot, load_official_hot, wrap_with_hot
 from hourglass_tokenizer.core.recovery import (RECOVERY_MODES, RESIDUAL_WEIGHT, CrossAttention,
-                                               corrected_interpolation, interpolate_frames, recover_frames,
+                                               corrected_interpolation, correction_is_zero, interpolate_frames,
+                                               recover_frames,
                                                residual_interpolation, resolve_recover)
 from stand_ins import (MixSTELike, attention_by_hand, dpc_with_centre, interpolate_by_hand, nearest_fill,
                        randomise_hot_parameters, reference_mixste, seeded, walks)
@@ -49,8 +50,12 @@ def test_residual_interpolation_adds_each_pruned_frames_own_detail():
             torch.testing.assert_close(got[n, t], expected)
         assert torch.allclose(got[n, idx[n // 3]], kept[n])
     assert torch.equal(residual_interpolation(kept, idx, 10, source, weight=0.0), interpolate_frames(kept, idx, 10))
-    with pytest.raises(ValueError, match="same width and the same joints"):
-        residual_interpolation(kept, idx, 10, source[:, :, :3])
+    for wrong in (source[:, :, :3], source[:, :9], source[:3]):  # channels, frames, sequences
+        with pytest.raises(ValueError, match=r"^residual recovery: .*same width and the same joints\)$"):
+            residual_interpolation(kept, idx, 10, wrong)
+    single = residual_interpolation(kept.float(), idx, 10, source, weight=0.3)  # the source follows the tokens
+    assert single.dtype == torch.float32
+    torch.testing.assert_close(single, got.float())
 
 
 def test_interpolation_copies_the_end_frames_exactly():
@@ -187,6 +192,37 @@ def test_a_zero_correction_is_skipped_only_while_it_is_zero_and_untrained():
         assert torch.equal(model(x), interpolating(x)) and len(calls) == 2
         model.cross_attention.proj.weight.data = torch.ones_like(model.cross_attention.proj.weight)
         assert not torch.equal(model(x), interpolating(x)) and len(calls) == 3
+
+
+def test_the_zero_check_reads_the_projection_once_per_change():
+    attention = CrossAttention(8, 2, zero_output=True)
+    nn.init.zeros_(attention.proj.bias)
+    reads = []
+    for t in (attention.proj.weight, attention.proj.bias):
+        t.any = lambda t=t: reads.append(1) or torch.Tensor.any(t)  # an instance attribute shadows the method
+    with torch.no_grad():
+        assert correction_is_zero(attention) and len(reads) == 2
+        assert correction_is_zero(attention) and len(reads) == 2  # unchanged: not read again
+        attention.proj.bias.add_(1.0)
+        assert not correction_is_zero(attention) and len(reads) == 4
+        assert not correction_is_zero(attention) and len(reads) == 4
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_graphs_and_substituted_weights_keep_the_attention():
+    """Tracing (fvcore's count, ONNX) records the full computation, and weights that are not the
+    module's own parameters (``torch.func.functional_call``) are never assumed zero."""
+    model, x = build()
+    wrap_with_hot(model, prune_block=1, tokens=9)
+    calls = []
+    model.cross_attention.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        torch.jit.trace(model, x[:1], check_trace=False)
+        assert calls
+        calls.clear()
+        swapped = {name: p.detach().clone() for name, p in model.named_parameters()}
+        torch.func.functional_call(model, swapped, (x,))
+        assert calls
 
 
 def test_tra_plus_interpolate_starts_as_interpolate_and_then_learns():
