@@ -222,9 +222,9 @@ class HotState(_ProbedFacts):
 
     @property
     def recover(self) -> Union[str, bool]:
-        """How all frames are restored before the head (``"tra"``, ``"interpolate"``, ``"nearest"``,
-        ``"tra+interpolate"``; the model is seq2seq), or ``False`` for TPC only (seq2frame). Fixed at
-        wrapping time."""
+        """How all frames are restored before the head (one of
+        :data:`~hourglass_tokenizer.core.recovery.RECOVERY_MODES`; the model is seq2seq), or
+        ``False`` for TPC only (seq2frame). Fixed at wrapping time."""
         return self._config.recovery.name
 
     @recover.setter

@@ -70,6 +70,11 @@ def wrap_with_hot(model: nn.Module, prune_block: Optional[Stages] = None, tokens
               the paper, or fine-tuning); required by :func:`load_official_hot` for HoT checkpoints.
             - ``"interpolate"``: training-free linear interpolation, no new parameters but
               ``pos_embed_token`` (zeros).
+            - ``"interpolate+residual"``: training-free; the interpolation plus half of each
+              pruned frame's own detail in the tokens entering the first pruned block (what
+              interpolation misses of them there). No new parameters but ``pos_embed_token``; the
+              first pruned block and the recovery point must have the same width and joints.
+              Best training-free on our benchmark when pruning from block 1 (README).
             - ``"nearest"``: training-free; each pruned frame copies its nearest kept frame.
             - ``False``: TPC only (seq2frame), as the official TPC models: the centre frame
               ``(T-1)//2`` is always kept, there is no ``pos_embed_token``, pruned frames are filled
